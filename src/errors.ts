@@ -1,0 +1,105 @@
+/**
+ * Typed errors. Every error rankchain raises on purpose derives from RankchainError; the CLI maps
+ * classes to exit codes in one place (src/cli/exit-codes.ts).
+ */
+export class RankchainError extends Error {
+  override readonly name: string = "RankchainError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** Where in an input file something is wrong. */
+export interface InputLocation {
+  file: string;
+  line?: number;
+  field?: string;
+}
+
+/** Bad usage, configuration or input: exit code 2. The message says what and where. */
+export class ConfigError extends RankchainError {
+  override readonly name: string = "ConfigError";
+  readonly location: InputLocation | undefined;
+  constructor(message: string, options?: { cause?: unknown; location?: InputLocation }) {
+    const where = options?.location ? formatLocation(options.location) + ": " : "";
+    super(where + message, options);
+    this.location = options?.location;
+  }
+}
+
+export function formatLocation(loc: InputLocation): string {
+  let s = loc.file;
+  if (loc.line !== undefined) s += `:${loc.line}`;
+  if (loc.field !== undefined) s += ` (field "${loc.field}")`;
+  return s;
+}
+
+/** The hard cap would be crossed by the next paid call: exit code 3. Everything paid for is saved. */
+export class BudgetExceededError extends RankchainError {
+  override readonly name: string = "BudgetExceededError";
+  constructor(
+    message: string,
+    readonly capUsd: number,
+    readonly spentUsd: number,
+    readonly requestedUsd: number,
+  ) {
+    super(message);
+  }
+}
+
+/** One failed call to a provider. Adapters throw it; the orchestrator decides whether to retry. */
+export class ProviderCallError extends RankchainError {
+  override readonly name: string = "ProviderCallError";
+  readonly url: string | undefined;
+  readonly status: number | undefined;
+  readonly requestId: string | undefined;
+  readonly bodyExcerpt: string | undefined;
+  readonly isRetryable: boolean;
+  /** Server hints, already parsed: x-should-retry, retry-after-ms / retry-after in milliseconds. */
+  readonly shouldRetryHeader: boolean | undefined;
+  readonly retryAfterMs: number | undefined;
+  constructor(
+    message: string,
+    fields: {
+      url?: string | undefined;
+      status?: number | undefined;
+      requestId?: string | undefined;
+      bodyExcerpt?: string | undefined;
+      isRetryable: boolean;
+      shouldRetryHeader?: boolean | undefined;
+      retryAfterMs?: number | undefined;
+      cause?: unknown;
+    },
+  ) {
+    super(message, { cause: fields.cause });
+    this.url = fields.url;
+    this.status = fields.status;
+    this.requestId = fields.requestId;
+    this.bodyExcerpt = fields.bodyExcerpt;
+    this.isRetryable = fields.isRetryable;
+    this.shouldRetryHeader = fields.shouldRetryHeader;
+    this.retryAfterMs = fields.retryAfterMs;
+  }
+}
+
+export type RetryErrorReason = "maxRetriesExceeded" | "errorNotRetryable" | "abort";
+
+/** Retries ran out (or the error was not retryable). Holds every attempt's error. */
+export class RetryError extends RankchainError {
+  override readonly name: string = "RetryError";
+  constructor(
+    message: string,
+    readonly reason: RetryErrorReason,
+    readonly errors: unknown[],
+  ) {
+    super(message, { cause: errors[errors.length - 1] });
+  }
+  get lastError(): unknown {
+    return this.errors[this.errors.length - 1];
+  }
+}
+
+/** The run was interrupted by SIGINT/SIGTERM; ledger and chains are consistent. */
+export class InterruptedError extends RankchainError {
+  override readonly name: string = "InterruptedError";
+}

@@ -1,0 +1,113 @@
+/**
+ * The one provider contract. Every adapter (OpenAI, Anthropic, OpenAI-compatible, local GGUF)
+ * implements LanguageModel; adapters make one call and catch nothing — the orchestrator in
+ * src/generate owns retries, the budget ledger and appends.
+ */
+
+export type ProviderName = "openai" | "anthropic" | "openai-compatible" | "local";
+
+export interface ChatMessage {
+  role: "system" | "user" | "assistant";
+  content: string;
+}
+
+/** Each field is number | undefined: a provider that does not report a count leaves it undefined. */
+export interface LanguageModelUsage {
+  inputTokens: number | undefined;
+  outputTokens: number | undefined;
+  cachedInputTokens: number | undefined;
+}
+
+export type UnifiedFinishReason = "stop" | "length" | "content-filter" | "error" | "other";
+
+export interface FinishReason {
+  unified: UnifiedFinishReason;
+  raw: string | undefined;
+}
+
+/** A typed warning about something the provider could not do as asked (recorded, never silent). */
+export type CallWarning =
+  | { type: "unsupported-setting"; setting: string; details?: string }
+  | { type: "other"; message: string };
+
+export interface JsonResponseFormat {
+  type: "json";
+  /** JSON Schema of the expected object. */
+  schema: Record<string, unknown>;
+  name: string;
+}
+
+export interface GenerateRequest {
+  messages: ChatMessage[];
+  maxOutputTokens: number;
+  temperature?: number | undefined;
+  seed?: number | undefined;
+  /** Ask for a structured response where the provider supports it (ladder steering). */
+  responseFormat?: JsonResponseFormat | undefined;
+  /** Stop sequences; a local model also stops at a newline when asked for one sentence. */
+  stop?: string[] | undefined;
+  abortSignal?: AbortSignal | undefined;
+  /** Per-request timeout in ms (adapters pass it to the SDK). */
+  timeoutMs?: number | undefined;
+}
+
+/**
+ * Classifier-free guidance over two prompts (local models only): both sequences are fed the same
+ * generated tokens; the next token maximises G·log p(t|positive) − (G−1)·log p(t|negative).
+ */
+export interface GuidedGenerateRequest {
+  positive: ChatMessage[];
+  negative: ChatMessage[];
+  guidance: number;
+  maxOutputTokens: number;
+  temperature?: number | undefined;
+  seed?: number | undefined;
+  /** End the step at the first newline (one sentence per step). Default true. */
+  stopAtNewline?: boolean | undefined;
+  abortSignal?: AbortSignal | undefined;
+}
+
+export interface GenerateResult {
+  text: string;
+  finishReason: FinishReason;
+  usage: LanguageModelUsage;
+  warnings: CallWarning[];
+  /** Provider request id, when the server sends one. */
+  requestId?: string | undefined;
+  /** The raw response body, for debugging (never written to the run directory). */
+  raw?: unknown;
+}
+
+export interface TokenCount {
+  tokens: number;
+  /** true when counted with the model's own tokenizer or the provider's counting endpoint. */
+  exact: boolean;
+  method: string;
+}
+
+export interface ModelCapabilities {
+  /** Full next-token log-probabilities from two contexts: enables --steering cfg. */
+  guidance: boolean;
+  /** Native structured output (JSON schema) for ladder steering. */
+  structuredOutput: boolean;
+  /** Whether calls cost money (hosted) or not (local). */
+  paid: boolean;
+}
+
+export interface LanguageModel {
+  readonly provider: ProviderName;
+  readonly modelId: string;
+  readonly capabilities: ModelCapabilities;
+  generate(request: GenerateRequest): Promise<GenerateResult>;
+  /** Only when capabilities.guidance is true. */
+  generateGuided?(request: GuidedGenerateRequest): Promise<GenerateResult>;
+  /** Count (or conservatively estimate) the input tokens of a request, before it is sent. */
+  countInputTokens(messages: ChatMessage[]): Promise<TokenCount>;
+  dispose?(): Promise<void>;
+}
+
+export const emptyUsage = (): LanguageModelUsage => ({
+  inputTokens: undefined,
+  outputTokens: undefined,
+  cachedInputTokens: undefined,
+});
