@@ -1,0 +1,3 @@
+export * from "./chain-record.ts";
+export * from "./jsonl.ts";
+export * from "./run-dir.ts";
