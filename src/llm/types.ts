@@ -101,8 +101,15 @@ export interface LanguageModel {
   generate(request: GenerateRequest): Promise<GenerateResult>;
   /** Only when capabilities.guidance is true. */
   generateGuided?(request: GuidedGenerateRequest): Promise<GenerateResult>;
-  /** Count (or conservatively estimate) the input tokens of a request, before it is sent. */
-  countInputTokens(messages: ChatMessage[]): Promise<TokenCount>;
+  /**
+   * Count (or conservatively estimate) the input tokens of a request, before it is sent. Pass the
+   * request's responseFormat too: providers add the schema (OpenAI) or a tool (Anthropic) to the
+   * prompt, and the count must cover it.
+   */
+  countInputTokens(
+    messages: ChatMessage[],
+    options?: { responseFormat?: JsonResponseFormat | undefined },
+  ): Promise<TokenCount>;
   dispose?(): Promise<void>;
 }
 
