@@ -1,0 +1,160 @@
+/**
+ * OpenAI Chat Completions adapter (also used, in its "compatible" dialect, for OpenAI-compatible
+ * servers). One call per generate(); the SDK's own retries are off (maxRetries: 0) because the
+ * orchestrator owns retries; every failure leaves as a ProviderCallError (or a ConfigError for a
+ * missing key).
+ */
+import OpenAI from "openai";
+import { loadApiKey } from "../../config/env.ts";
+import { joinUrl, parseSettings, readResponseJson, redactingLogger, toProviderCallError } from "../errors.ts";
+import { conservativeTokenBound, CONSERVATIVE_METHOD, countOpenAIChatTokens } from "../tokens.ts";
+import type {
+  CallWarning,
+  ChatMessage,
+  GenerateRequest,
+  GenerateResult,
+  JsonResponseFormat,
+  LanguageModel,
+  ModelCapabilities,
+  ProviderName,
+  TokenCount,
+} from "../types.ts";
+import { openAIChatResponseSchema } from "./openai-api.ts";
+import { convertOpenAIUsage } from "./convert-openai-usage.ts";
+import { mapOpenAIFinishReason } from "./map-openai-finish-reason.ts";
+import {
+  buildOpenAIChatBody,
+  openAIModelSettingsSchema,
+  type OpenAIDialect,
+  type OpenAIModelSettings,
+  type ReasoningEffort,
+} from "./openai-options.ts";
+
+/** Placeholder key for local servers that need none (they ignore the Authorization header). */
+export const NO_KEY_PLACEHOLDER = "not-needed";
+
+export interface OpenAIChatModelConfig {
+  provider: ProviderName;
+  dialect: OpenAIDialect;
+  model: string;
+  baseURL: string | undefined;
+  /** Returns the key at request time (throws ConfigError when it is required and missing). */
+  resolveApiKey: () => string;
+  fetch: typeof globalThis.fetch | undefined;
+  timeoutMs: number | undefined;
+  reasoningEffort: ReasoningEffort | undefined;
+}
+
+export class OpenAIChatModel implements LanguageModel {
+  readonly provider: ProviderName;
+  readonly modelId: string;
+  readonly capabilities: ModelCapabilities;
+  private cached: { key: string; client: OpenAI } | undefined;
+
+  constructor(private readonly config: OpenAIChatModelConfig) {
+    this.provider = config.provider;
+    this.modelId = config.model;
+    this.capabilities = { guidance: false, structuredOutput: true, paid: true };
+  }
+
+  /** The SDK client for the current key (rebuilt if the key changed). */
+  private client(): { client: OpenAI; apiKey: string } {
+    const apiKey = this.config.resolveApiKey();
+    if (!this.cached || this.cached.key !== apiKey) {
+      const client = new OpenAI({
+        apiKey,
+        ...(this.config.baseURL !== undefined ? { baseURL: this.config.baseURL } : {}),
+        ...(this.config.fetch !== undefined ? { fetch: this.config.fetch } : {}),
+        maxRetries: 0,
+        ...(this.config.timeoutMs !== undefined ? { timeout: this.config.timeoutMs } : {}),
+        logger: redactingLogger([apiKey]),
+      });
+      this.cached = { key: apiKey, client };
+    }
+    return { client: this.cached.client, apiKey };
+  }
+
+  /** The Chat Completions URL requests go to (for messages and errors). */
+  get url(): string {
+    const base = this.config.baseURL ?? process.env["OPENAI_BASE_URL"] ?? "https://api.openai.com/v1";
+    return joinUrl(base, "/chat/completions");
+  }
+
+  /** Throws ConfigError (exit 2) naming the variable when the key is required and missing. */
+  checkApiKey(): void {
+    this.config.resolveApiKey();
+  }
+
+  async generate(request: GenerateRequest): Promise<GenerateResult> {
+    const { body, warnings } = buildOpenAIChatBody(request, {
+      model: this.modelId,
+      dialect: this.config.dialect,
+      reasoningEffort: this.config.reasoningEffort,
+    });
+    const { client, apiKey } = this.client();
+    const url = joinUrl(client.baseURL, "/chat/completions");
+    const secrets = [apiKey];
+    let response: Response;
+    try {
+      response = await client.chat.completions
+        .create(body as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming, {
+          maxRetries: 0,
+          ...(request.abortSignal ? { signal: request.abortSignal } : {}),
+          ...(request.timeoutMs !== undefined ? { timeout: request.timeoutMs } : {}),
+        })
+        .asResponse();
+    } catch (e) {
+      throw toProviderCallError(e, { url, provider: this.provider, secrets });
+    }
+    const { data, json, requestId } = await readResponseJson(response, (j) => openAIChatResponseSchema.safeParse(j), {
+      provider: this.provider,
+      url,
+      requestIdHeader: "x-request-id",
+      secrets,
+    });
+    const choice = data.choices[0]!;
+    const out: CallWarning[] = [...warnings];
+    let finishReason = mapOpenAIFinishReason(choice.finish_reason);
+    const refusal = choice.message.refusal;
+    if (refusal) {
+      out.push({ type: "other", message: `the model refused: ${refusal}` });
+      if (!choice.message.content) finishReason = { unified: "content-filter", raw: choice.finish_reason ?? "refusal" };
+    }
+    return {
+      text: choice.message.content ?? "",
+      finishReason,
+      usage: convertOpenAIUsage(data.usage),
+      warnings: out,
+      requestId: requestId ?? undefined,
+      raw: json,
+    };
+  }
+
+  async countInputTokens(
+    messages: ChatMessage[],
+    options?: { responseFormat?: JsonResponseFormat | undefined },
+  ): Promise<TokenCount> {
+    if (this.config.dialect === "openai") return countOpenAIChatTokens(this.modelId, messages, options);
+    return { tokens: conservativeTokenBound(messages, options), exact: false, method: CONSERVATIVE_METHOD };
+  }
+}
+
+/**
+ * OpenAI (api.openai.com or any base URL speaking its current dialect). The key comes from
+ * `apiKey`, else OPENAI_API_KEY, read at request time.
+ */
+export function createOpenAIModel(settings: OpenAIModelSettings): OpenAIChatModel {
+  const given = { ...settings, baseURL: settings.baseURL === "" ? undefined : settings.baseURL };
+  const s = parseSettings(openAIModelSettingsSchema, given, "openai model");
+  return new OpenAIChatModel({
+    provider: "openai",
+    dialect: "openai",
+    model: s.model,
+    baseURL: s.baseURL,
+    resolveApiKey: () =>
+      loadApiKey({ apiKey: settings.apiKey, envVar: "OPENAI_API_KEY", option: "the apiKey option", provider: "openai" }),
+    fetch: settings.fetch,
+    timeoutMs: s.timeoutMs,
+    reasoningEffort: s.reasoningEffort,
+  });
+}
