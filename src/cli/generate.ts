@@ -1,7 +1,94 @@
-import type { Command } from "commander";
+import { Command, Option } from "commander";
+import { GenerateConfigSchema } from "../config/run-config.ts";
+import { runGenerate } from "../generate/run.ts";
+import { createChainProgress, type ChainProgress } from "./progress.ts";
+import { action, numberOption } from "./run-command.ts";
+import { parseWithSchema } from "./options.ts";
+
+export function addGenerationOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption("--input <file>", "seeds: one sentence per line, or JSONL with a \"text\" field")
+    .addOption(new Option("--provider <name>", "LLM provider").choices(["openai", "anthropic", "openai-compatible", "local"]).default("local"))
+    .option("--model <id>", "model id (hosted), or GGUF path / registry name / hf:<repo>/<file> (local)", "smollm2-135m-instruct")
+    .option("--base-url <url>", "API base URL (required for openai-compatible; vLLM, llama.cpp server, Ollama)")
+    .option("--steps <n>", "rewrites per chain", numberOption("--steps", { int: true, min: 1, max: 64 }), 8)
+    .addOption(new Option("--steering <mode>", "direction control: stepwise | ladder (any model), cfg (local only)").choices(["stepwise", "ladder", "cfg"]).default("stepwise"))
+    .option("--guidance <g>", "CFG guidance strength γ for --steering cfg (1 = plain decoding)", numberOption("--guidance", { min: 0, max: 20 }), 1.5)
+    .option("--max-output-tokens <n>", "max new tokens per call (a ladder call holds all steps)", numberOption("--max-output-tokens", { int: true, min: 1 }))
+    .option("--temperature <t>", "sampling temperature (0 = greedy)", numberOption("--temperature", { min: 0, max: 2 }), 0)
+    .option("--seed <n>", "sampling seed, where the provider supports one", numberOption("--seed", { int: true }))
+    .option("--limit <k>", "use only the first K seeds", numberOption("--limit", { int: true, min: 1 }))
+    .option("--price-input <usd>", "input price, USD per million tokens (overrides the table)", numberOption("--price-input", { min: 0 }))
+    .option("--price-output <usd>", "output price, USD per million tokens (overrides the table)", numberOption("--price-output", { min: 0 }))
+    .option("--prices <file>", "JSON price table overriding/adding models (see README)")
+    .option("--prompt-version <n>", "prompt template version (default: latest)", numberOption("--prompt-version", { int: true, min: 1 }))
+    .option("--max-seed-chars <n>", "reject seeds longer than this", numberOption("--max-seed-chars", { int: true, min: 1 }), 2000)
+    .addOption(new Option("--gpu <mode>", "local models: GPU backend").choices(["auto", "cuda", "metal", "vulkan", "off"]).default("auto"));
+}
 
 export function registerGenerate(program: Command): void {
-  program.command("generate").description("(not implemented yet)").action(() => {
-    process.exitCode = 1;
-  });
+  const cmd = program
+    .command("generate")
+    .description("generate ranking chains from seed sentences (writes chains.jsonl, ledger.jsonl, run.json)")
+    .requiredOption("--out <dir>", "run directory");
+  addGenerationOptions(cmd)
+    .option("--concurrency <n>", "chains generated at once", numberOption("--concurrency", { int: true, min: 1, max: 256 }), 4)
+    .option("--max-usd <usd>", "hard budget cap in USD: a call that could cross it is not made (exit 3)", numberOption("--max-usd", { min: 0 }))
+    .option("--timeout <ms>", "per-request timeout in milliseconds", numberOption("--timeout", { int: true, min: 100 }), 60_000)
+    .option("--max-retries <n>", "retries of a retryable provider error (429, 5xx, timeouts)", numberOption("--max-retries", { int: true, min: 0, max: 20 }), 4)
+    .option("--resume", "continue the run in --out: nothing paid for is requested again", false)
+    .option("--quiet", "no progress bar (CI); the summary still prints", false)
+    .addHelpText(
+      "after",
+      `
+Exit codes: 0 done; 2 bad usage, config or input; 3 budget cap reached (all paid work saved; --resume
+with a larger --max-usd continues); 130 interrupted (SIGINT/SIGTERM: calls in flight finish, a second
+signal aborts them); 1 anything else. Keys: OPENAI_API_KEY, ANTHROPIC_API_KEY, OPENAI_BASE_URL (env or .env).`,
+    )
+    .action(
+      action(async (opts: Record<string, unknown>) => {
+        const steering = (opts.steering as string) ?? "stepwise";
+        const config = parseWithSchema(GenerateConfigSchema, {
+          ...opts,
+          maxOutputTokens: opts.maxOutputTokens ?? (steering === "ladder" ? 100 * Number(opts.steps ?? 8) : 100),
+          timeoutMs: opts.timeout,
+        });
+        const drain = new AbortController();
+        const abort = new AbortController();
+        let signals = 0;
+        const onSignal = (sig: NodeJS.Signals) => {
+          signals++;
+          if (signals === 1) {
+            process.stderr.write(`\n${sig}: finishing calls in flight (another ${sig} aborts them)...\n`);
+            drain.abort();
+          } else abort.abort(new Error(`aborted by ${sig}`));
+        };
+        process.on("SIGINT", onSignal);
+        process.on("SIGTERM", onSignal);
+        let progress: ChainProgress | undefined;
+        try {
+          const summary = await runGenerate(config, {
+            drainSignal: drain.signal,
+            abortSignal: abort.signal,
+            onStart: ({ total, alreadyDone, capUsd, seedFile }) => {
+              if (seedFile.duplicates.length > 0) {
+                const shown = seedFile.duplicates.slice(0, 5).map((d) => `line ${d.line} = line ${d.firstLine}`).join(", ");
+                process.stderr.write(`note: ${seedFile.duplicates.length} duplicate seed(s) skipped (${shown}${seedFile.duplicates.length > 5 ? ", ..." : ""})\n`);
+              }
+              progress = createChainProgress({ total, initial: alreadyDone, capUsd, quiet: config.quiet });
+            },
+            onChainDone: ({ done, spentUsd }) => progress?.tick(done, spentUsd),
+          });
+          progress?.stop();
+          const t = summary.manifest.totals;
+          process.stdout.write(
+            JSON.stringify({ status: summary.status, out: summary.out, chains: t.chains_done, truncated: t.chains_truncated, usd: t.usd, calls: t.calls, input_tokens: t.input_tokens, output_tokens: t.output_tokens }) + "\n",
+          );
+        } finally {
+          progress?.stop();
+          process.off("SIGINT", onSignal);
+          process.off("SIGTERM", onSignal);
+        }
+      }),
+    );
 }

@@ -42,7 +42,7 @@ function stripWrappers(text: string, fixes: string[]): string {
   while (changed) {
     changed = false;
     for (const [open, close] of WRAPPERS) {
-      if (t.length > open.length + close.length && t.startsWith(open) && t.endsWith(close)) {
+      if (t.length >= open.length + close.length && t.startsWith(open) && t.endsWith(close)) {
         const inner = t.slice(open.length, t.length - close.length).trim();
         // only strip when the wrapper is not also used inside (a quoted phrase inside a sentence)
         if (open === close && open.length === 1 && inner.includes(open)) continue;

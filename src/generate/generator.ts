@@ -288,7 +288,9 @@ export class ChainGenerator {
     return withRetries(
       async () => {
         if (this.stopping) throw new StopSignal("stopping");
-        const counted = await this.o.model.countInputTokens(messages);
+        const counted = await this.o.model.countInputTokens(messages, {
+          responseFormat: planned.kind === "plain" ? planned.req.responseFormat : undefined,
+        });
         const worst = this.o.price ? costUsd(this.o.price, counted.tokens, maxOut) : 0;
         const reservation = await this.o.ledger.reserve({
           usd: worst,

@@ -1,0 +1,43 @@
+import { z } from "zod";
+
+/** The generate command's settings, validated once (flags → this schema → resolved run.json config). */
+export const GenerateConfigSchema = z
+  .object({
+    input: z.string().min(1),
+    out: z.string().min(1),
+    provider: z.enum(["openai", "anthropic", "openai-compatible", "local"]),
+    model: z.string().min(1),
+    baseUrl: z.string().url().optional(),
+    steps: z.number().int().min(1).max(64).default(8),
+    steering: z.enum(["stepwise", "ladder", "cfg"]).default("stepwise"),
+    guidance: z.number().min(0).max(20).default(1.5),
+    concurrency: z.number().int().min(1).max(256).default(4),
+    maxUsd: z.number().positive().optional(),
+    priceInput: z.number().nonnegative().optional(),
+    priceOutput: z.number().nonnegative().optional(),
+    prices: z.string().optional(),
+    maxOutputTokens: z.number().int().min(1).max(32_768).default(100),
+    temperature: z.number().min(0).max(2).default(0),
+    seed: z.number().int().optional(),
+    limit: z.number().int().min(1).optional(),
+    resume: z.boolean().default(false),
+    quiet: z.boolean().default(false),
+    timeoutMs: z.number().int().min(100).default(60_000),
+    maxRetries: z.number().int().min(0).max(20).default(4),
+    promptVersion: z.number().int().min(1).optional(),
+    maxSeedChars: z.number().int().min(1).default(2000),
+    gpu: z.enum(["auto", "cuda", "metal", "vulkan", "off"]).default("auto"),
+  })
+  .superRefine((c, ctx) => {
+    if (c.provider === "openai-compatible" && !c.baseUrl && !process.env.OPENAI_BASE_URL) {
+      ctx.addIssue({ code: "custom", path: ["baseUrl"], message: "openai-compatible needs --base-url (or OPENAI_BASE_URL)" });
+    }
+    if (c.steering === "cfg" && c.provider !== "local") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["steering"],
+        message: `--steering cfg needs next-token log-probabilities, which only --provider local gives; use stepwise or ladder with ${c.provider}`,
+      });
+    }
+  });
+export type GenerateConfig = z.infer<typeof GenerateConfigSchema>;

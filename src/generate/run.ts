@@ -1,0 +1,194 @@
+import { join } from "node:path";
+import { readFileSync } from "node:fs";
+import { BudgetLedger } from "../budget/ledger.ts";
+import { BudgetExceededError, InterruptedError } from "../errors.ts";
+import { loadPriceTable, resolvePrice, type ModelPrice } from "../config/prices.ts";
+import { PROJECT_ROOT } from "../config/paths.ts";
+import type { GenerateConfig } from "../config/run-config.ts";
+import type { LanguageModel } from "../llm/types.ts";
+import { createLanguageModel } from "../llm/create.ts";
+import { openAppenders, openRunDir, RUN_FILES, writeManifest, hashJson, type RunManifest, type RunStatus } from "../store/run-dir.ts";
+import type { ChainRecord } from "../store/chain-record.ts";
+import { loadPromptTemplate, type PromptTemplate } from "../steering/prompt-templates.ts";
+import { ChainGenerator, type CfgStepBuilder } from "./generator.ts";
+import { readSeeds, type SeedFile } from "./seeds.ts";
+
+export interface GenerateHooks {
+  /** Called once before generation starts (seeds read, run dir ready). */
+  onStart?: (info: { total: number; alreadyDone: number; capUsd: number | undefined; spentUsd: number; seedFile: SeedFile }) => void;
+  onChainDone?: (info: { record: ChainRecord; done: number; total: number; spentUsd: number }) => void;
+  onRetry?: (info: { chainId: string; attempt: number; delayMs: number; error: unknown }) => void;
+  /** Inject a model (tests, bench); default builds one from the config. */
+  model?: LanguageModel;
+  /** Signals: first abort drains (no new calls), second aborts calls in flight. */
+  drainSignal?: AbortSignal;
+  abortSignal?: AbortSignal;
+}
+
+export interface GenerateSummary {
+  out: string;
+  status: RunStatus;
+  manifest: RunManifest;
+  chainsWrittenNow: number;
+}
+
+const VERSION = (JSON.parse(readFileSync(join(PROJECT_ROOT, "package.json"), "utf8")) as { version: string }).version;
+
+async function loadCfgBuilder(): Promise<{ builder: CfgStepBuilder; template: PromptTemplate }> {
+  const cfg = await import("../steering/cfg.ts");
+  return { builder: cfg.buildCfgStepRequest as CfgStepBuilder, template: cfg.cfgPromptTemplate() };
+}
+
+/**
+ * The generate job: reads seeds, resolves prices (a cap with an unknown price is an error), opens
+ * or resumes the run directory, runs the chain generator under the budget ledger, and keeps
+ * run.json current. Budget reached → BudgetExceededError after everything paid for is saved.
+ */
+export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks = {}): Promise<GenerateSummary> {
+  const started = Date.now();
+  const seedFile = readSeeds(config.input, { maxChars: config.maxSeedChars });
+  const seeds = config.limit !== undefined ? seedFile.seeds.slice(0, config.limit) : seedFile.seeds;
+
+  const table = loadPriceTable(config.prices);
+  const price: ModelPrice | undefined = resolvePrice({
+    table,
+    provider: config.provider,
+    model: config.model,
+    priceInput: config.priceInput,
+    priceOutput: config.priceOutput,
+    required: config.maxUsd !== undefined,
+  });
+
+  let template: PromptTemplate;
+  let cfgBuilder: CfgStepBuilder | undefined;
+  if (config.steering === "cfg") {
+    const cfg = await loadCfgBuilder();
+    template = cfg.template;
+    cfgBuilder = cfg.builder;
+  } else {
+    template = loadPromptTemplate(config.steering, config.promptVersion);
+  }
+
+  const fingerprint = {
+    seeds_sha256: seedFile.sha256,
+    provider: config.provider,
+    model: config.model,
+    base_url: config.baseUrl ?? null,
+    steering: config.steering,
+    steps: config.steps,
+    guidance: config.steering === "cfg" ? config.guidance : null,
+    prompt: template.name,
+    prompt_version: template.version,
+    prompt_hash: template.hash,
+    max_output_tokens: config.maxOutputTokens,
+    temperature: config.temperature,
+    seed: config.seed ?? null,
+    max_seed_chars: config.maxSeedChars,
+  };
+  const state = await openRunDir({ dir: config.out, resume: config.resume, fingerprint });
+  const model = hooks.model ?? (await createLanguageModel(config));
+  const ledger = await BudgetLedger.open(join(config.out, RUN_FILES.ledger), config.maxUsd);
+  const { chains, responses } = await openAppenders(config.out);
+
+  const remaining = seeds.filter((s) => !state.completed.has(s.id));
+  const doneBefore = seeds.length - remaining.length;
+  let done = doneBefore;
+  let truncated = [...state.completed.values()].filter((c) => c.truncated).length;
+  let stepCount = [...state.completed.values()].reduce((n, c) => n + c.steps.length, 0);
+  const createdAt = state.previous?.created_at ?? new Date().toISOString();
+  const { apiKey: _k, ...safeConfig } = config as GenerateConfig & { apiKey?: string };
+
+  const manifest = (status: RunStatus, generatorWarnings: unknown[], reused: number, message?: string): RunManifest => {
+    const t = ledger.totals();
+    return {
+      rankchain_version: VERSION,
+      created_at: createdAt,
+      updated_at: new Date().toISOString(),
+      status,
+      fingerprint,
+      fingerprint_hash: hashJson(fingerprint).slice(0, 16),
+      config: { ...safeConfig, resolved_prompt: `${template.name}.v${template.version}` },
+      totals: {
+        seeds: seeds.length,
+        chains_done: done,
+        chains_truncated: truncated,
+        steps: stepCount,
+        usd: Math.round(t.spentUsd * 1e9) / 1e9,
+        reserved_usd: Math.round(t.reservedUsd * 1e9) / 1e9,
+        input_tokens: t.inputTokens,
+        output_tokens: t.outputTokens,
+        calls: t.calls,
+        cached_responses_reused: reused,
+        elapsed_s: Math.round((Date.now() - started) / 100) / 10,
+      },
+      warnings: generatorWarnings,
+      versions: { node: process.version, rankchain: VERSION },
+      ...(price ? { price: { ...price, table_as_of: table.as_of, unit: "USD per million tokens" } } : {}),
+      input: { path: config.input, seeds_in_file: seedFile.seeds.length, duplicates: seedFile.duplicates.length, blank_lines: seedFile.blankLines },
+      ...(message ? { message } : {}),
+    };
+  };
+
+  writeManifest(config.out, manifest("running", [], 0));
+  hooks.onStart?.({ total: seeds.length, alreadyDone: doneBefore, capUsd: config.maxUsd, spentUsd: ledger.totals().spentUsd, seedFile });
+
+  const generator = new ChainGenerator({
+    model,
+    steering: config.steering,
+    steps: config.steps,
+    template,
+    cfgBuilder,
+    guidance: config.guidance,
+    maxOutputTokens: config.maxOutputTokens,
+    temperature: config.temperature,
+    seed: config.seed,
+    concurrency: config.concurrency,
+    price,
+    ledger,
+    chainsOut: chains,
+    responsesOut: responses,
+    cachedResponses: state.responses,
+    retryPolicy: { maxRetries: config.maxRetries, initialDelayMs: 500, maxDelayMs: 8000, backoffFactor: 2, jitter: 0.25, maxRetryAfterMs: 60_000 },
+    timeoutMs: config.timeoutMs,
+    drainSignal: hooks.drainSignal,
+    abortSignal: hooks.abortSignal,
+    onRetry: hooks.onRetry,
+    onChainDone: (record) => {
+      done++;
+      stepCount += record.steps.length;
+      if (record.truncated) truncated++;
+      hooks.onChainDone?.({ record, done, total: seeds.length, spentUsd: ledger.totals().spentUsd });
+    },
+  });
+
+  let status: RunStatus = "failed";
+  let message: string | undefined;
+  let outcome: Awaited<ReturnType<ChainGenerator["run"]>> | undefined;
+  try {
+    outcome = await generator.run(remaining);
+    status = outcome.stoppedBy === "budget" ? "budget_reached" : outcome.stoppedBy === "interrupted" ? "interrupted" : "completed";
+    if (outcome.budgetError) message = outcome.budgetError.message;
+  } catch (e) {
+    message = e instanceof Error ? e.message : String(e);
+    if (hooks.abortSignal?.aborted) status = "interrupted";
+    throw e;
+  } finally {
+    await chains.close();
+    await responses.close();
+    await ledger.close();
+    writeManifest(config.out, manifest(status, outcome?.warnings ?? [], outcome?.cachedResponsesReused ?? 0, message));
+    await model.dispose?.();
+  }
+  const final = manifest(status, outcome.warnings, outcome.cachedResponsesReused, message);
+  if (status === "budget_reached" && outcome.budgetError) {
+    const e = outcome.budgetError;
+    throw new BudgetExceededError(
+      `${e.message}. ${done}/${seeds.length} chains saved in ${config.out}; continue with --resume and a larger --max-usd`,
+      e.capUsd,
+      e.spentUsd,
+      e.requestedUsd,
+    );
+  }
+  if (status === "interrupted") throw new InterruptedError(`interrupted: ${done}/${seeds.length} chains saved in ${config.out}; continue with --resume`);
+  return { out: config.out, status, manifest: final, chainsWrittenNow: outcome.written.length };
+}

@@ -1,0 +1,33 @@
+import type { GenerateConfig } from "../config/run-config.ts";
+import { loadApiKey } from "../config/env.ts";
+import type { LanguageModel } from "./types.ts";
+
+/**
+ * Builds the configured provider's adapter. Keys are checked here, before anything is spent, so a
+ * missing key is exit 2 naming the variable; the adapters read them again at request time.
+ */
+export async function createLanguageModel(
+  config: Pick<GenerateConfig, "provider" | "model" | "baseUrl" | "timeoutMs" | "gpu" | "seed">,
+): Promise<LanguageModel> {
+  switch (config.provider) {
+    case "openai": {
+      loadApiKey({ envVar: "OPENAI_API_KEY", option: "--api-key", provider: "openai" });
+      const { createOpenAIModel } = await import("./openai/index.ts");
+      return createOpenAIModel({ model: config.model, baseURL: config.baseUrl, timeoutMs: config.timeoutMs });
+    }
+    case "anthropic": {
+      loadApiKey({ envVar: "ANTHROPIC_API_KEY", option: "--api-key", provider: "anthropic" });
+      const { createAnthropicModel } = await import("./anthropic/index.ts");
+      return createAnthropicModel({ model: config.model, baseURL: config.baseUrl, timeoutMs: config.timeoutMs });
+    }
+    case "openai-compatible": {
+      const { createOpenAICompatibleModel } = await import("./openai/index.ts");
+      const baseURL = config.baseUrl ?? process.env.OPENAI_BASE_URL ?? "";
+      return createOpenAICompatibleModel({ model: config.model, baseURL, timeoutMs: config.timeoutMs });
+    }
+    case "local": {
+      const { createLocalModel } = await import("./local/index.ts");
+      return createLocalModel({ model: config.model, gpu: config.gpu, seed: config.seed });
+    }
+  }
+}
