@@ -1,0 +1,61 @@
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { LedgerEntrySchema } from "../budget/ledger.ts";
+import { readJsonl } from "../store/jsonl.ts";
+
+/**
+ * What a run cost, read defensively from the run directory: run.json totals (the generator's own
+ * account; field names tried in order: totals.usd, totals.spent_usd, totals.spentUsd, spent_usd),
+ * else ledger.jsonl (charges, plus unsettled reservations at their worst case, as the ledger does
+ * on resume), else the sum of the chains' usage.usd (known only to the caller that streams them).
+ */
+export interface RunCost {
+  usd: number | null;
+  source: "run.json" | "ledger.jsonl" | "chains.jsonl" | "none";
+  run_json_usd: number | null;
+  ledger_usd: number | null;
+  chains_usd: number | null;
+}
+
+export function runJsonUsd(runDir: string): number | null {
+  const p = join(runDir, "run.json");
+  if (!existsSync(p)) return null;
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readFileSync(p, "utf8"));
+  } catch {
+    return null;
+  }
+  if (!doc || typeof doc !== "object") return null;
+  const d = doc as Record<string, unknown>;
+  const totals = d.totals && typeof d.totals === "object" ? (d.totals as Record<string, unknown>) : {};
+  for (const v of [totals.usd, totals.spent_usd, totals.spentUsd, d.spent_usd, d.usd]) {
+    if (typeof v === "number" && Number.isFinite(v) && v >= 0) return v;
+  }
+  return null;
+}
+
+export async function ledgerUsd(runDir: string): Promise<number | null> {
+  const p = join(runDir, "ledger.jsonl");
+  if (!existsSync(p)) return null;
+  let total = 0;
+  const open = new Map<string, number>();
+  for await (const { value } of readJsonl(p, LedgerEntrySchema as z.ZodType<z.infer<typeof LedgerEntrySchema>>, { onIssue: () => undefined })) {
+    if (value.type === "reserve") open.set(value.id, value.usd);
+    else {
+      open.delete(value.id);
+      if (value.type === "charge") total += value.usd;
+    }
+  }
+  for (const usd of open.values()) total += usd;
+  return total;
+}
+
+export async function runCost(runDir: string, chainsUsd: number | null): Promise<RunCost> {
+  const run = runJsonUsd(runDir);
+  const ledger = await ledgerUsd(runDir);
+  const usd = run ?? ledger ?? chainsUsd;
+  const source = run !== null ? "run.json" : ledger !== null ? "ledger.jsonl" : chainsUsd !== null ? "chains.jsonl" : "none";
+  return { usd, source, run_json_usd: run, ledger_usd: ledger, chains_usd: chainsUsd };
+}

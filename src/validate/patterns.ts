@@ -1,0 +1,26 @@
+/**
+ * Refusal and boilerplate patterns: text an LLM wraps around (or writes instead of) a rewrite.
+ * A pattern only counts when the anchor does not match it too, so a seed that really says
+ * "I'm sorry" can be rewritten without every step being flagged.
+ */
+export interface TextPattern {
+  name: string;
+  kind: "refusal" | "boilerplate";
+  re: RegExp;
+}
+
+export const TEXT_PATTERNS: readonly TextPattern[] = [
+  { name: "sorry", kind: "refusal", re: /\b(?:I['’]m|I am) sorry\b|\bI apologi[sz]e\b/i },
+  { name: "as-an-ai", kind: "refusal", re: /\bas an AI\b|\bas a (?:large )?language model\b|\bI['’]m an AI\b/i },
+  { name: "cannot", kind: "refusal", re: /\bI (?:cannot|can['’]t|can not|won['’]t|am unable to|['’]m unable to|am not able to) (?:help|assist|comply|provide|rewrite|do that|fulfil|fulfill|create|generate|continue)\b/i },
+  { name: "here-is", kind: "boilerplate", re: /^\s*(?:here(?:['’]s| is| are)\b|below is\b)/i },
+  { name: "sure", kind: "boilerplate", re: /^\s*(?:sure|certainly|of course|okay|ok|absolutely|great)\s*[,!.:]/i },
+  { name: "rewrite-label", kind: "boilerplate", re: /^\s*(?:\**\s*)?(?:step\s*\d+|rewrite(?:\s*\d+)?|rewritten(?: sentence| version)?|paraphrase(?:\s*\d+)?|new sentence|sentence\s*\d+|output)\s*\**\s*:/i },
+  { name: "meta-rewrite", kind: "boilerplate", re: /\b(?:the |this )?(?:rewritten|paraphrased) (?:sentence|version|text)\b|\bI (?:have |['’]ve )?(?:rewritten|rephrased|paraphrased)\b/i },
+  { name: "note", kind: "boilerplate", re: /(?:^|\n)\s*\(?note:/i },
+  { name: "markdown", kind: "boilerplate", re: /^\s*(?:[-*#>]\s|\*\*|```)/ },
+];
+
+export function matchPatterns(text: string, anchor: string): TextPattern[] {
+  return TEXT_PATTERNS.filter((p) => p.re.test(text) && !p.re.test(anchor));
+}
