@@ -8,9 +8,19 @@ export interface EmbedderInfo {
   backend: "onnx" | "openai";
   model: string;
   dtype: string;
-  pooling: "mean" | "cls" | "none" | "provider";
+  pooling: "mean" | "cls" | "max" | "none" | "provider";
   normalize: boolean;
   dimensions: number | undefined;
+  /** Where the weights came from: a local directory, "hf:<id>", or the provider's base URL. */
+  source?: string;
+  /** How it runs, e.g. "onnxruntime (pooling in graph)", "transformers.js", "openai-sdk". */
+  runtime?: string;
+  /** Token limit per text (longer texts are truncated, keeping the closing special token). */
+  maxLength?: number;
+  /** Texts per forward pass / per API request. */
+  batchSize?: number;
+  /** onnxruntime intra-op threads when set explicitly. */
+  threads?: number;
 }
 
 export interface Embedder {

@@ -1,0 +1,234 @@
+import OpenAI, { APIError } from "openai";
+import { getEncoding, type Tiktoken } from "js-tiktoken";
+import type { BudgetLedger, Reservation } from "../budget/ledger.ts";
+import { loadApiKey, redactSecrets } from "../config/env.ts";
+import { costUsd, DEFAULT_PRICES, resolvePrice, type ModelPrice, type PriceTable } from "../config/prices.ts";
+import { ConfigError, ProviderCallError, RankchainError } from "../errors.ts";
+import { registryEntry } from "./registry.ts";
+import type { Embedder, EmbedderInfo } from "./types.ts";
+
+/**
+ * OpenAI embeddings API (or an OpenAI-compatible server) through the official SDK. With a ledger,
+ * every request reserves its worst case first (input tokens counted with cl100k_base × the input
+ * price) — a request that would cross the cap is not sent (BudgetExceededError) — and the
+ * reservation is replaced by the reported `usage.prompt_tokens` afterwards. Each retry attempt
+ * reserves again. The SDK's own retries are off so no attempt escapes the ledger.
+ */
+export interface OpenAIEmbedderOptions {
+  /** Model id, e.g. text-embedding-3-small. */
+  model: string;
+  apiKey?: string;
+  /** Default: $OPENAI_BASE_URL, else the SDK's default. */
+  baseURL?: string;
+  fetch?: typeof fetch;
+  ledger?: BudgetLedger;
+  /** USD per million tokens; default: the price table entry for openai/<model>. */
+  price?: ModelPrice;
+  priceTable?: PriceTable;
+  /** Texts per request (default 256; the API allows 2,048). */
+  batchSize?: number;
+  /** Token budget per request (default 250,000; the API allows 300,000). */
+  maxTokensPerRequest?: number;
+  /** Output dimensions (text-embedding-3 models can shorten their vectors). */
+  dimensions?: number;
+  /** Attempts after the first for retryable failures (429, 5xx, connection); default 2. */
+  maxRetries?: number;
+  timeoutMs?: number;
+  /** Injected for tests: waits between retries. */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/** Per-input limit of OpenAI's embedding models. */
+export const MAX_INPUT_TOKENS = 8191;
+
+let encoder: Tiktoken | undefined;
+function cl100k(): Tiktoken {
+  encoder ??= getEncoding("cl100k_base");
+  return encoder;
+}
+
+export function countEmbeddingTokens(text: string): number {
+  return cl100k().encode(text).length;
+}
+
+export class OpenAIEmbedder implements Embedder {
+  readonly info: EmbedderInfo;
+  private readonly client: OpenAI;
+  private readonly price: ModelPrice | undefined;
+  private readonly batchSize: number;
+  private readonly maxTokensPerRequest: number;
+  private readonly maxRetries: number;
+  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly apiKey: string;
+  private disposed = false;
+
+  constructor(private readonly opts: OpenAIEmbedderOptions) {
+    this.apiKey = loadApiKey({ apiKey: opts.apiKey, envVar: "OPENAI_API_KEY", option: "an apiKey option", provider: "the OpenAI embedder" });
+    const baseURL = opts.baseURL ?? (process.env.OPENAI_BASE_URL || undefined);
+    this.client = new OpenAI({
+      apiKey: this.apiKey,
+      ...(baseURL ? { baseURL } : {}),
+      ...(opts.fetch ? { fetch: opts.fetch } : {}),
+      maxRetries: 0,
+      ...(opts.timeoutMs !== undefined ? { timeout: opts.timeoutMs } : {}),
+    });
+    this.price = opts.price ?? resolvePrice({
+      table: opts.priceTable ?? DEFAULT_PRICES,
+      provider: "openai",
+      model: opts.model,
+      required: opts.ledger?.capUsd !== undefined,
+    });
+    this.batchSize = Math.min(2048, opts.batchSize ?? 256);
+    if (!Number.isInteger(this.batchSize) || this.batchSize < 1) throw new ConfigError(`embedder batchSize must be a positive integer, got ${opts.batchSize}`);
+    this.maxTokensPerRequest = opts.maxTokensPerRequest ?? 250_000;
+    this.maxRetries = opts.maxRetries ?? 2;
+    this.sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+    const entry = registryEntry(opts.model);
+    this.info = {
+      id: `openai:${opts.model}${opts.dimensions !== undefined ? `@${opts.dimensions}` : ""}`,
+      backend: "openai",
+      model: opts.model,
+      dtype: "provider",
+      pooling: "provider",
+      normalize: true,
+      dimensions: opts.dimensions ?? (entry?.backend === "openai" ? entry.dimensions : undefined),
+      source: this.client.baseURL,
+      runtime: "openai-sdk",
+      batchSize: this.batchSize,
+    };
+  }
+
+  /** Splits texts into requests by count and by counted tokens. */
+  private plan(texts: string[]): Array<{ start: number; end: number; tokens: number }> {
+    const out: Array<{ start: number; end: number; tokens: number }> = [];
+    let start = 0;
+    let tokens = 0;
+    for (let i = 0; i < texts.length; i++) {
+      const t = countEmbeddingTokens(texts[i]!);
+      if (t > MAX_INPUT_TOKENS) {
+        throw new ConfigError(`text ${i} has ${t} tokens; ${this.opts.model} accepts at most ${MAX_INPUT_TOKENS} per input`);
+      }
+      if (i > start && (i - start >= this.batchSize || tokens + t > this.maxTokensPerRequest)) {
+        out.push({ start, end: i, tokens });
+        start = i;
+        tokens = 0;
+      }
+      tokens += t;
+    }
+    if (texts.length > start) out.push({ start, end: texts.length, tokens });
+    return out;
+  }
+
+  async embed(texts: string[]): Promise<Float32Array[]> {
+    if (this.disposed) throw new RankchainError(`embedder ${this.info.id} was disposed`);
+    // The API rejects empty strings; a single space embeds "nothing" without failing the batch.
+    const inputs = texts.map((t) => (t === "" ? " " : t));
+    const out: Float32Array[] = new Array(texts.length);
+    for (const batch of this.plan(inputs)) {
+      const vectors = await this.request(inputs.slice(batch.start, batch.end), batch.tokens);
+      vectors.forEach((v, k) => {
+        out[batch.start + k] = v;
+      });
+    }
+    return out;
+  }
+
+  private async request(input: string[], countedTokens: number): Promise<Float32Array[]> {
+    for (let attempt = 0; ; attempt++) {
+      const reservation: Reservation | undefined = this.opts.ledger
+        ? await this.opts.ledger.reserve({
+            usd: this.price ? costUsd(this.price, countedTokens, 0) : 0,
+            inputTokens: countedTokens,
+            maxOutputTokens: 0,
+            model: this.opts.model,
+          })
+        : undefined;
+      let res: OpenAI.CreateEmbeddingResponse;
+      let requestId: string | null | undefined;
+      try {
+        ({ data: res, request_id: requestId } = await this.client.embeddings
+          .create({
+            model: this.opts.model,
+            input,
+            encoding_format: "float",
+            ...(this.opts.dimensions !== undefined ? { dimensions: this.opts.dimensions } : {}),
+          })
+          .withResponse());
+      } catch (e) {
+        const err = this.toProviderError(e);
+        if (reservation) {
+          if (err.status !== undefined) await this.opts.ledger!.release(reservation, `HTTP ${err.status}`);
+          else
+            await this.opts.ledger!.charge(reservation, {
+              usd: reservation.usd,
+              inputTokens: countedTokens,
+              outputTokens: 0,
+              estimated: true,
+              note: "no answer from the provider; charged the reserved worst case",
+            });
+        }
+        if (!err.isRetryable || attempt >= this.maxRetries) throw err;
+        await this.sleep(err.retryAfterMs ?? Math.min(60_000, 500 * 2 ** attempt * (1 + Math.random() * 0.25)));
+        continue;
+      }
+      const reported = res.usage?.prompt_tokens;
+      if (reservation) {
+        const tokens = typeof reported === "number" ? reported : countedTokens;
+        await this.opts.ledger!.charge(reservation, {
+          usd: this.price ? costUsd(this.price, tokens, 0) : 0,
+          inputTokens: tokens,
+          outputTokens: 0,
+          requestId: requestId ?? undefined,
+          ...(typeof reported === "number" ? {} : { estimated: true, note: "no usage in the response; charged the counted tokens" }),
+        });
+      }
+      return toVectors(res.data, input.length, this.opts.model);
+    }
+  }
+
+  private toProviderError(e: unknown): ProviderCallError {
+    if (e instanceof ProviderCallError) return e;
+    if (e instanceof APIError) {
+      const status = e.status;
+      const headers = e.headers;
+      const shouldRetry = headers?.get("x-should-retry");
+      const ra = headers?.get("retry-after-ms") ?? undefined;
+      const raS = headers?.get("retry-after") ?? undefined;
+      const retryAfterMs = ra !== undefined && ra !== null ? Number(ra) : raS ? Number(raS) * 1000 : undefined;
+      const retryable =
+        shouldRetry === "true" ? true : shouldRetry === "false" ? false : status === undefined || status === 408 || status === 409 || status === 429 || status >= 500;
+      return new ProviderCallError(redactSecrets(`OpenAI embeddings request failed: ${e.message}`, [this.apiKey]), {
+        url: `${this.client.baseURL}/embeddings`,
+        status,
+        requestId: e.requestID ?? undefined,
+        bodyExcerpt: e.error ? redactSecrets(JSON.stringify(e.error).slice(0, 500), [this.apiKey]) : undefined,
+        isRetryable: retryable,
+        shouldRetryHeader: shouldRetry === "true" ? true : shouldRetry === "false" ? false : undefined,
+        retryAfterMs: retryAfterMs !== undefined && Number.isFinite(retryAfterMs) ? Math.min(60_000, retryAfterMs) : undefined,
+        cause: e,
+      });
+    }
+    return new ProviderCallError(redactSecrets(`OpenAI embeddings request failed: ${(e as Error).message}`, [this.apiKey]), {
+      url: `${this.client.baseURL}/embeddings`,
+      isRetryable: false,
+      cause: e,
+    });
+  }
+
+  async dispose(): Promise<void> {
+    this.disposed = true;
+  }
+}
+
+function toVectors(data: Array<{ embedding: number[] | string; index: number }>, n: number, model: string): Float32Array[] {
+  if (!Array.isArray(data) || data.length !== n) {
+    throw new RankchainError(`${model} returned ${Array.isArray(data) ? data.length : "no"} embeddings for ${n} inputs`);
+  }
+  const out: Float32Array[] = new Array(n);
+  for (const d of data) {
+    if (!Array.isArray(d.embedding)) throw new RankchainError(`${model} returned a non-float embedding`);
+    out[d.index] = Float32Array.from(d.embedding);
+  }
+  for (let i = 0; i < n; i++) if (!out[i]) throw new RankchainError(`${model} returned no embedding for input ${i}`);
+  return out;
+}
