@@ -1,0 +1,114 @@
+"""Shared, vectorised building blocks of the chain losses (not a loss itself).
+
+Chains of different lengths are packed into padded per-chain matrices ``[B, K, K]`` with
+``K = max(lengths)``; ``lengths[b]`` says how many rows/columns of chain ``b`` are real. Sentence
+``p`` of chain ``b`` (``p = 0`` is the anchor, ``p = k`` the k-th rewrite) sits at flat index
+``offsets[b] + p`` of the embeddings the model produced for the whole batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+# Masked entries get this score instead of -inf, so that logsumexp and its gradient stay finite
+# (an all-masked suffix would otherwise give -inf - -inf = NaN in the backward pass).
+MASKED_SCORE = -1e9
+
+
+def check_positive(name: str, value: float) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_non_negative(name: str, value: float) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def check_reduction(reduction: str) -> str:
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f'reduction must be "mean", "sum" or "none", got {reduction!r}')
+    return reduction
+
+
+def as_lengths(lengths: torch.Tensor | list[int], device: torch.device) -> torch.Tensor:
+    t = torch.as_tensor(lengths, dtype=torch.long, device=device)
+    if t.ndim != 1 or t.numel() == 0:
+        raise ValueError(f"lengths must be a non-empty 1-D list of chain lengths, got shape {tuple(t.shape)}")
+    if bool((t < 1).any()):
+        raise ValueError(f"every chain length must be >= 1, got {t.tolist()}")
+    return t
+
+
+def pad_chains(embeddings: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat ``[N, d]`` embeddings (chains back to back) -> padded ``[B, K, d]`` and valid mask ``[B, K]``."""
+    lengths = as_lengths(lengths, embeddings.device)
+    total = int(lengths.sum())
+    if embeddings.shape[0] != total:
+        raise ValueError(f"embeddings has {embeddings.shape[0]} rows but the chain lengths sum to {total}")
+    b, k = lengths.numel(), int(lengths.max())
+    pos = torch.arange(k, device=embeddings.device)
+    valid = pos.unsqueeze(0) < lengths.unsqueeze(1)  # [B, K]
+    padded = embeddings.new_zeros((b, k, embeddings.shape[-1]))
+    padded[valid] = embeddings  # row-major order of `valid` == chains back to back
+    return padded, valid
+
+
+def chain_cosine(embeddings: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-chain cosine matrices ``[B, K, K]`` (zeros in padding) and the valid mask ``[B, K]``."""
+    padded, valid = pad_chains(F.normalize(embeddings.float(), dim=-1), lengths)
+    return padded @ padded.transpose(1, 2), valid
+
+
+def pair_mask(valid: torch.Tensor) -> torch.Tensor:
+    """``[B, K]`` valid rows -> ``[B, K, K]`` mask of real (row, column) pairs."""
+    return valid.unsqueeze(2) & valid.unsqueeze(1)
+
+
+def refine_teacher(teacher_scores: torch.Tensor, valid: torch.Tensor, omega: float) -> torch.Tensor:
+    """Correct the teacher's scores toward chain order (DESIGN.md), vectorised over chains and rows.
+
+    For row i and column j >= i, ``ordered[i, j]`` is the (j - i)-th largest value of the row slice
+    ``T[i, i:]`` -- the value ``T[i, j]`` would have if row i were perfectly ordered by chain
+    distance. With ``d = ordered[i, j] - T[i, j]`` the target is
+    ``T[i, j] + sign(d) * ln(1 + omega * |d|)`` (unchanged where the teacher already agrees), and the
+    upper triangle is mirrored to the lower one. Padding is returned as 0.
+    """
+    t = teacher_scores.detach().float()
+    k = t.shape[-1]
+    pos = torch.arange(k, device=t.device)
+    upper = pos.unsqueeze(0) >= pos.unsqueeze(1)  # [K, K]: column j >= row i
+    real = pair_mask(valid)
+    slice_mask = real & upper
+    # Sort each row slice T[i, i:] descending; masked entries sink to the end.
+    sorted_vals = t.masked_fill(~slice_mask, float("-inf")).sort(dim=-1, descending=True).values
+    rank = (pos.unsqueeze(0) - pos.unsqueeze(1)).clamp(min=0)  # j - i  (NOT j: the reference defect)
+    ordered = sorted_vals.gather(-1, rank.expand_as(t))
+    diff = torch.where(slice_mask, ordered - t, torch.zeros_like(t))
+    refined_upper = torch.where(slice_mask, t + torch.sign(diff) * torch.log1p(omega * diff.abs()), torch.zeros_like(t))
+    strict_upper = torch.triu(refined_upper, diagonal=1)
+    refined = strict_upper + strict_upper.transpose(1, 2) + torch.diag_embed(torch.diagonal(refined_upper, dim1=1, dim2=2))
+    return refined
+
+
+def offdiag_mask(valid: torch.Tensor) -> torch.Tensor:
+    """Real (row, column) pairs without the diagonal: the lists the listwise losses rank."""
+    k = valid.shape[-1]
+    eye = torch.eye(k, dtype=torch.bool, device=valid.device)
+    return pair_mask(valid) & ~eye
+
+
+def reduce_chains(per_row: torch.Tensor, valid: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Per-row losses ``[B, K]`` -> per-chain mean over rows ``[B]`` -> reduction over chains."""
+    rows = valid.sum(dim=1).clamp(min=1)
+    per_chain = (per_row * valid).sum(dim=1) / rows
+    if reduction == "none":
+        return per_chain
+    if reduction == "sum":
+        return per_chain.sum()
+    return per_chain.mean()
