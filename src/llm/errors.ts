@@ -127,7 +127,10 @@ export function toProviderCallError(e: unknown, ctx: ErrorContext): RankchainErr
     const shouldRetryHeader = parseShouldRetryHeader(headers);
     const retryAfterMs = parseRetryAfterMs(headers, ctx.now);
     const text = bodyText(e.error) ?? e.message;
-    return new ProviderCallError(red(`${ctx.provider}: HTTP ${e.message} (${ctx.url})`), {
+    // Anthropic's SDK puts the whole error body in .message; its apiMessage is the readable part.
+    const apiMessage = (e as { apiMessage?: unknown }).apiMessage;
+    const summary = typeof apiMessage === "string" && apiMessage !== "" ? `${e.status} ${apiMessage}` : e.message;
+    return new ProviderCallError(red(`${ctx.provider}: HTTP ${summary} (${ctx.url})`), {
       url: ctx.url,
       status: e.status,
       requestId: e.requestID ?? undefined,
