@@ -131,6 +131,11 @@ def _copy_model_dir(model: Any, src: Path, out: Path) -> None:
             shutil.copy2(src / name, out / name)
 
 
+def _embedding_dimension(model: Any) -> int | None:
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return getter()
+
+
 def _make_readable(root: Path) -> None:
     """mkdtemp and some writers create owner-only files; an exported model is meant to be shared."""
     umask = os.umask(0)
@@ -231,7 +236,7 @@ def export_model(
             "onnx": ONNX_RELPATH,
             "pooling": parts["pooling"],
             "normalize": parts["normalize"],
-            "dimensions": model.get_sentence_embedding_dimension() or hidden_size,
+            "dimensions": _embedding_dimension(model) or hidden_size,
             "max_seq_length": int(model.max_seq_length) if model.max_seq_length else None,
             "inputs": input_names,
             "outputs": ["last_hidden_state", "sentence_embedding"],
