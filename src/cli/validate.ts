@@ -1,9 +1,133 @@
 import type { Command } from "commander";
+import { SingleBar } from "cli-progress";
+import { existsSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { BudgetLedger } from "../budget/ledger.ts";
+import { createEmbedder, resolveEmbedderSpec } from "../embed/index.ts";
+import { ConfigError } from "../errors.ts";
+import { writeReport } from "../report/index.ts";
+import { DEFAULT_GATE_THRESHOLDS, HARD_KINDS, POLICIES, validateRun, type GateThresholds, type Policy } from "../validate/index.ts";
+import { action, numberOption, UsageError } from "./run-command.ts";
 
-// Placeholder: filled in by the issue that owns `rankchain validate`.
+interface ValidateFlags {
+  embedder?: string;
+  policy: string;
+  holdout?: string;
+  minSteps: number;
+  batchSize: number;
+  inversionTolerance?: number;
+  dupThreshold?: number;
+  chainDupThreshold?: number;
+  leakThreshold?: number;
+  cycleMargin?: number;
+  lengthZ?: number;
+  maxDrop?: number;
+  maxUsd?: number;
+  soft?: string[];
+  report: boolean;
+  quiet?: boolean;
+}
+
+function policyOption(value: string): Policy {
+  if (!(POLICIES as readonly string[]).includes(value)) throw new UsageError(`--policy expects one of ${POLICIES.join(", ")}, got "${value}"`);
+  return value as Policy;
+}
+
+function softOption(value: string): string[] {
+  const kinds = value.split(",").map((k) => k.trim()).filter(Boolean);
+  for (const k of kinds) {
+    if (!(HARD_KINDS as readonly string[]).includes(k)) throw new UsageError(`--soft expects a comma list of ${HARD_KINDS.join(", ")}; got "${k}"`);
+  }
+  return kinds;
+}
+
+const cos = (flag: string) => numberOption(flag, { min: -1, max: 1 });
+
 export function registerValidate(program: Command): void {
-  program.command("validate").description("(not implemented yet)").action(() => {
-    process.stderr.write("rankchain validate: not implemented yet\n");
-    process.exitCode = 1;
-  });
+  program
+    .command("validate")
+    .description("check chains with embeddings: drift order, inversions, duplicates, cycles, refusals, holdout leaks; writes validated.jsonl, accepted.jsonl, validation.json and report.html")
+    .argument("<run-dir>", "run directory holding chains.jsonl")
+    .option("--embedder <spec>", "registry name, model directory, hub id or openai:<model>", "all-MiniLM-L6-v2")
+    .option("--policy <policy>", "strict | repair | lenient", policyOption, "repair")
+    .option("--holdout <file>", "sentences training data must not contain (.txt lines, .tsv/.csv with sentence columns, .jsonl)")
+    .option("--min-steps <n>", "fewest steps a kept chain may have", numberOption("--min-steps", { int: true, min: 1 }), 3)
+    .option("--batch-size <n>", "sentences per embedding call", numberOption("--batch-size", { int: true, min: 1 }), 64)
+    .option("--inversion-tolerance <x>", `rise in similarity tolerated between steps (default ${DEFAULT_GATE_THRESHOLDS.inversionTolerance})`, numberOption("--inversion-tolerance", { min: 0, max: 2 }))
+    .option("--dup-threshold <cos>", `near-duplicate steps at or above this cosine (default ${DEFAULT_GATE_THRESHOLDS.dupThreshold})`, cos("--dup-threshold"))
+    .option("--chain-dup-threshold <cos>", `duplicate chains at or above this centroid cosine (default ${DEFAULT_GATE_THRESHOLDS.chainDupThreshold})`, cos("--chain-dup-threshold"))
+    .option("--leak-threshold <cos>", `holdout leak at or above this cosine (default ${DEFAULT_GATE_THRESHOLDS.leakThreshold})`, cos("--leak-threshold"))
+    .option("--cycle-margin <x>", `margin for cycles (default ${DEFAULT_GATE_THRESHOLDS.cycleMargin})`, numberOption("--cycle-margin", { min: 0, max: 2 }))
+    .option("--length-z <z>", `robust z-score of a length outlier (default ${DEFAULT_GATE_THRESHOLDS.lengthZ})`, numberOption("--length-z", { min: 0 }))
+    .option("--max-drop <x>", `similarity drop between steps flagged as a jump (default ${DEFAULT_GATE_THRESHOLDS.maxDrop})`, numberOption("--max-drop", { min: 0, max: 2 }))
+    .option("--soft <kinds>", `comma list of hard reason kinds to only flag (${HARD_KINDS.join(", ")})`, softOption)
+    .option("--max-usd <x>", "hard cap for a paid embedder (openai:…); spend goes to the run's ledger.jsonl", numberOption("--max-usd", { min: 0 }))
+    .option("--no-report", "do not (re)write report.html")
+    .option("--quiet", "no progress bar")
+    .action(
+      action(async (runDir: string, opts: ValidateFlags) => {
+        const dir = resolve(runDir);
+        if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError("run directory not found", { location: { file: runDir } });
+        if (!existsSync(join(dir, "chains.jsonl"))) throw new ConfigError("no chains.jsonl in the run directory", { location: { file: runDir } });
+        if (opts.holdout && !existsSync(opts.holdout)) throw new ConfigError("holdout file not found (--holdout)", { location: { file: opts.holdout } });
+
+        const thresholds: Partial<GateThresholds> = {};
+        if (opts.inversionTolerance !== undefined) thresholds.inversionTolerance = opts.inversionTolerance;
+        if (opts.dupThreshold !== undefined) thresholds.dupThreshold = opts.dupThreshold;
+        if (opts.chainDupThreshold !== undefined) thresholds.chainDupThreshold = opts.chainDupThreshold;
+        if (opts.leakThreshold !== undefined) thresholds.leakThreshold = opts.leakThreshold;
+        if (opts.cycleMargin !== undefined) thresholds.cycleMargin = opts.cycleMargin;
+        if (opts.lengthZ !== undefined) thresholds.lengthZ = opts.lengthZ;
+        if (opts.maxDrop !== undefined) thresholds.maxDrop = opts.maxDrop;
+
+        const paid = resolveEmbedderSpec(opts.embedder).kind === "openai";
+        const ledger = paid ? await BudgetLedger.open(join(dir, "ledger.jsonl"), opts.maxUsd) : undefined;
+        const embedder = await createEmbedder(opts.embedder, { batchSize: opts.batchSize, ...(ledger ? { ledger } : {}) });
+
+        const bar = opts.quiet
+          ? undefined
+          : new SingleBar({
+              stream: process.stderr,
+              format: "validate [{bar}] {value}/{total} chains | accepted {accepted} repaired {repaired} rejected {rejected} | {eta_formatted}",
+              hideCursor: true,
+              clearOnComplete: false,
+            });
+        try {
+          const summary = await validateRun({
+            runDir: dir,
+            embedder,
+            policy: opts.policy as Policy,
+            minSteps: opts.minSteps,
+            batchSize: opts.batchSize,
+            thresholds,
+            holdout: opts.holdout,
+            softKinds: opts.soft ?? [],
+            onStart: (total) => bar?.start(total, 0, { accepted: 0, repaired: 0, rejected: 0 }),
+            onProgress: (p) => bar?.update(p.done, { accepted: p.accepted, repaired: p.repaired, rejected: p.rejected }),
+            onWarning: (w) => process.stderr.write(`rankchain validate: warning: ${w}\n`),
+          });
+          bar?.stop();
+          const c = summary.counts;
+          const top = Object.entries(summary.reasons)
+            .sort((a, b) => b[1].chains - a[1].chains)
+            .slice(0, 6)
+            .map(([k, v]) => `${k} ${v.chains}`)
+            .join(", ");
+          const lines = [
+            `validated ${c.chains} chains with ${summary.embedder.id} (policy ${summary.policy}): accepted ${c.accepted}, repaired ${c.repaired}, rejected ${c.rejected}`,
+            top ? `reasons (chains): ${top}` : "reasons: none",
+            `Spearman (kept) median ${summary.spearman.kept.median ?? "–"}; cost per kept chain ${summary.cost.usd_per_kept_chain === null ? "–" : "$" + summary.cost.usd_per_kept_chain.toPrecision(3)} (${summary.cost.source})`,
+            `wrote ${join(dir, "validated.jsonl")}, accepted.jsonl, validation.json`,
+          ];
+          if (opts.report) {
+            const { path } = await writeReport(dir);
+            lines.push(`report: ${path}`);
+          }
+          process.stdout.write(lines.join("\n") + "\n");
+        } finally {
+          bar?.stop();
+          await embedder.dispose();
+        }
+      }),
+    );
 }

@@ -5,10 +5,11 @@ import { LedgerEntrySchema } from "../budget/ledger.ts";
 import { readJsonl } from "../store/jsonl.ts";
 
 /**
- * What a run cost, read defensively from the run directory: run.json totals (the generator's own
- * account; field names tried in order: totals.usd, totals.spent_usd, totals.spentUsd, spent_usd),
- * else ledger.jsonl (charges, plus unsettled reservations at their worst case, as the ledger does
- * on resume), else the sum of the chains' usage.usd (known only to the caller that streams them).
+ * What a run cost, read defensively from the run directory: ledger.jsonl first (the complete money
+ * record: every charge, rejected outputs and paid embeddings included, plus unsettled reservations
+ * at their worst case, as the ledger itself counts them on resume), else run.json totals (field
+ * names tried in order: totals.usd, totals.spent_usd, totals.spentUsd, spent_usd, usd), else the
+ * sum of the chains' usage.usd (known only to the caller that streams them).
  */
 export interface RunCost {
   usd: number | null;
@@ -55,7 +56,7 @@ export async function ledgerUsd(runDir: string): Promise<number | null> {
 export async function runCost(runDir: string, chainsUsd: number | null): Promise<RunCost> {
   const run = runJsonUsd(runDir);
   const ledger = await ledgerUsd(runDir);
-  const usd = run ?? ledger ?? chainsUsd;
-  const source = run !== null ? "run.json" : ledger !== null ? "ledger.jsonl" : chainsUsd !== null ? "chains.jsonl" : "none";
+  const usd = ledger ?? run ?? chainsUsd;
+  const source = ledger !== null ? "ledger.jsonl" : run !== null ? "run.json" : chainsUsd !== null ? "chains.jsonl" : "none";
   return { usd, source, run_json_usd: run, ledger_usd: ledger, chains_usd: chainsUsd };
 }

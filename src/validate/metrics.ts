@@ -105,13 +105,15 @@ export function analyzeChain(
     }
   }
 
-  // A cycle: step i is closer to some earlier sentence k ≤ i − 2 than to each of its neighbours.
+  // A cycle: step i is closer to some earlier step k (1 ≤ k ≤ i − 2) than to each of its
+  // neighbours. The anchor is left out: closeness to the anchor is what inversions measure, and
+  // chains written all at once (ladder) are often star-shaped around it without looping.
   const cycles: [number, number][] = [];
-  for (let i = 2; i <= n; i++) {
+  for (let i = 3; i <= n; i++) {
     const neighbour = Math.max(m[i]![i - 1]!, i + 1 <= n ? m[i]![i + 1]! : -Infinity);
     let best = -1;
     let bestSim = neighbour + thresholds.cycleMargin;
-    for (let k = 0; k <= i - 2; k++) {
+    for (let k = 1; k <= i - 2; k++) {
       if (m[i]![k]! > bestSim) {
         bestSim = m[i]![k]!;
         best = k;

@@ -80,6 +80,8 @@ export class ChainValidator {
       thresholds?: Partial<GateThresholds>;
       lsh?: Omit<CosineLshOptions, "dimensions">;
       holdoutIndex?: CosineLshIndex<number> | undefined;
+      /** Hard reason kinds to treat as flags only (e.g. ["cycle", "boilerplate"]). */
+      softKinds?: readonly string[];
     },
   ) {
     this.thresholds = { ...DEFAULT_GATE_THRESHOLDS, ...options.thresholds };
@@ -111,15 +113,12 @@ export class ChainValidator {
     }
 
     const n = record.steps.length;
-    const decision = decide(
-      n,
-      findingsOf(
-        metrics,
-        leaks.map((l) => l.step),
-      ),
-      policy,
-      minSteps,
-    );
+    const soft = new Set(this.options.softKinds ?? []);
+    const findings = findingsOf(
+      metrics,
+      leaks.map((l) => l.step),
+    ).map((f) => (soft.has(f.kind) ? { ...f, hard: false } : f));
+    const decision = decide(n, findings, policy, minSteps);
     let status = decision.status;
     const reasons = [...decision.reasons];
     let kept = status === "rejected" ? n : decision.stepsKept;
@@ -196,6 +195,8 @@ export interface ValidateRunOptions {
   thresholds?: Partial<GateThresholds>;
   holdout?: string | undefined;
   lsh?: Omit<CosineLshOptions, "dimensions">;
+  /** Hard reason kinds to treat as flags only. */
+  softKinds?: readonly string[];
   /** Input file inside runDir (default chains.jsonl). */
   input?: string;
   onStart?: (total: number) => void;
@@ -212,6 +213,8 @@ export interface ValidationSummary {
   min_steps: number;
   batch_size: number;
   thresholds: GateThresholds;
+  /** Hard reason kinds demoted to flags for this run (--soft). */
+  soft_kinds: string[];
   conventions: typeof CONVENTIONS;
   counts: { chains: number; accepted: number; repaired: number; rejected: number; skipped_torn_lines: number };
   steps: { total: number; kept: number };
@@ -285,7 +288,8 @@ export async function validateRun(options: ValidateRunOptions): Promise<Validati
     holdoutInfo = { file: options.holdout, sentences: built.sentences, threshold: thresholds.leakThreshold };
   }
 
-  const validator = new ChainValidator({ embedderId: embedder.info.id, policy, minSteps, thresholds, lsh, holdoutIndex });
+  const softKinds = [...(options.softKinds ?? [])];
+  const validator = new ChainValidator({ embedderId: embedder.info.id, policy, minSteps, thresholds, lsh, holdoutIndex, softKinds });
   const total = await countLines(input);
   options.onStart?.(total);
 
@@ -393,6 +397,7 @@ export async function validateRun(options: ValidateRunOptions): Promise<Validati
     min_steps: minSteps,
     batch_size: batchSize,
     thresholds,
+    soft_kinds: softKinds,
     conventions: CONVENTIONS,
     counts,
     steps,

@@ -24,7 +24,7 @@ describe("policies on a chain with an inversion at step 5 of 8", () => {
 
   it("repair cuts it before the first violation", () => {
     const out = run("repair", steps, vectors);
-    // step 5 (angle 6θ) is not an inversion, but step 6 (5θ) is; step 6 is also the first cycle
+    // step 5 (angle 6θ) is not an inversion, but step 6 (5θ) is
     expect(out.validation.status).toBe("repaired");
     expect(out.validation.truncated_at).toBe(6);
     expect(out.validation.steps_kept).toBe(5);
@@ -103,6 +103,13 @@ describe("each hard defect is a reason, rejects under strict and is cut under re
     const out = run("repair", base, clean, 3, holdout);
     expect(out.validation.status).toBe("rejected");
     expect(out.validation.reasons).toContain("leak@0");
+  });
+
+  it("--soft demotes a hard kind to a flag", () => {
+    const steps = base.map((s, i) => (i === 3 ? "Sure, here you go: the harbour sees boats." : s));
+    const v = new ChainValidator({ embedderId: "t", policy: "strict", minSteps: 3, softKinds: ["boilerplate"] });
+    const out = v.validate(record("c", anchor, steps), clean);
+    expect(out.validation).toMatchObject({ status: "accepted", reasons: ["boilerplate@4"] });
   });
 
   it("soft flags never reject", () => {
