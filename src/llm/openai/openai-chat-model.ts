@@ -74,12 +74,6 @@ export class OpenAIChatModel implements LanguageModel {
     return { client: this.cached.client, apiKey };
   }
 
-  /** The Chat Completions URL requests go to (for messages and errors). */
-  get url(): string {
-    const base = this.config.baseURL ?? process.env["OPENAI_BASE_URL"] ?? "https://api.openai.com/v1";
-    return joinUrl(base, "/chat/completions");
-  }
-
   /** Throws ConfigError (exit 2) naming the variable when the key is required and missing. */
   checkApiKey(): void {
     this.config.resolveApiKey();
