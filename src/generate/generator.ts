@@ -1,4 +1,4 @@
-import { BudgetExceededError, ProviderCallError, RankchainError } from "../errors.ts";
+import { BudgetExceededError, ProviderCallError, RankchainError, RetryError } from "../errors.ts";
 import type { BudgetLedger } from "../budget/ledger.ts";
 import { costUsd, type ModelPrice } from "../config/prices.ts";
 import type {
@@ -55,6 +55,7 @@ export interface GeneratorOptions {
   /** Abort calls in flight too. */
   abortSignal?: AbortSignal | undefined;
   onChainDone?: (record: ChainRecord) => void;
+  onChainFailed?: (info: { id: string; line: number; error: unknown }) => void;
   onRetry?: (info: { chainId: string; attempt: number; delayMs: number; error: unknown }) => void;
   now?: () => Date;
 }
@@ -66,6 +67,17 @@ export interface GenerateOutcome {
   budgetError: BudgetExceededError | undefined;
   cachedResponsesReused: number;
   warnings: CallWarning[];
+  /** Chains that failed with a provider error that concerns only them; not written, so --resume retries them. */
+  failed: { id: string; line: number; error: string }[];
+}
+
+/**
+ * Errors that will fail every chain alike (bad key, no access, unknown model): stop the run.
+ * Anything else a provider says fails only the chain at hand.
+ */
+export function isFatalProviderError(e: unknown): boolean {
+  const last = e instanceof RetryError ? e.lastError : e;
+  return last instanceof ProviderCallError && (last.status === 401 || last.status === 403 || last.status === 404);
 }
 
 class StopSignal extends RankchainError {
@@ -107,6 +119,7 @@ export class ChainGenerator {
 
   async run(seeds: readonly Seed[]): Promise<GenerateOutcome> {
     const written: string[] = [];
+    const failed: GenerateOutcome["failed"] = [];
     let next = 0;
     const worker = async (): Promise<void> => {
       while (!this.stopping) {
@@ -124,6 +137,11 @@ export class ChainGenerator {
             this.stopping ??= "budget";
             return;
           }
+          if ((e instanceof ProviderCallError || e instanceof RetryError) && !isFatalProviderError(e) && !this.o.abortSignal?.aborted) {
+            failed.push({ id: seed.id, line: seed.line, error: e.message.slice(0, 300) });
+            this.o.onChainFailed?.({ id: seed.id, line: seed.line, error: e });
+            continue;
+          }
           this.stopping ??= "interrupted";
           throw e;
         }
@@ -139,6 +157,7 @@ export class ChainGenerator {
       budgetError: this.budgetError,
       cachedResponsesReused: this.reused,
       warnings: [...this.warnings.values()],
+      failed,
     };
   }
 

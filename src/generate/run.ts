@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
 import { BudgetLedger } from "../budget/ledger.ts";
-import { BudgetExceededError, InterruptedError } from "../errors.ts";
+import { BudgetExceededError, InterruptedError, RankchainError } from "../errors.ts";
 import { loadPriceTable, resolvePrice, type ModelPrice } from "../config/prices.ts";
 import { PROJECT_ROOT } from "../config/paths.ts";
 import type { GenerateConfig } from "../config/run-config.ts";
@@ -18,6 +18,7 @@ export interface GenerateHooks {
   onStart?: (info: { total: number; alreadyDone: number; capUsd: number | undefined; spentUsd: number; seedFile: SeedFile }) => void;
   onChainDone?: (info: { record: ChainRecord; done: number; total: number; spentUsd: number }) => void;
   onRetry?: (info: { chainId: string; attempt: number; delayMs: number; error: unknown }) => void;
+  onChainFailed?: (info: { id: string; line: number; error: unknown }) => void;
   /** Inject a model (tests, bench); default builds one from the config. */
   model?: LanguageModel;
   /** Signals: first abort drains (no new calls), second aborts calls in flight. */
@@ -125,9 +126,12 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
       versions: { node: process.version, rankchain: VERSION },
       ...(price ? { price: { ...price, table_as_of: table.as_of, unit: "USD per million tokens" } } : {}),
       input: { path: config.input, seeds_in_file: seedFile.seeds.length, duplicates: seedFile.duplicates.length, blank_lines: seedFile.blankLines },
+      ...(outcomeFailed.length ? { failed_chains: outcomeFailed } : {}),
       ...(message ? { message } : {}),
     };
   };
+  let outcomeFailed: { id: string; line: number; error: string }[] = [];
+  let outcomeStatusOverride: RunStatus | undefined;
 
   writeManifest(config.out, manifest("running", [], 0));
   hooks.onStart?.({ total: seeds.length, alreadyDone: doneBefore, capUsd: config.maxUsd, spentUsd: ledger.totals().spentUsd, seedFile });
@@ -153,6 +157,7 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     drainSignal: hooks.drainSignal,
     abortSignal: hooks.abortSignal,
     onRetry: hooks.onRetry,
+    onChainFailed: hooks.onChainFailed,
     onChainDone: (record) => {
       done++;
       stepCount += record.steps.length;
@@ -166,7 +171,9 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
   let outcome: Awaited<ReturnType<ChainGenerator["run"]>> | undefined;
   try {
     outcome = await generator.run(remaining);
-    status = outcome.stoppedBy === "budget" ? "budget_reached" : outcome.stoppedBy === "interrupted" ? "interrupted" : "completed";
+    outcomeFailed = outcome.failed;
+    if (outcome.failed.length > 0 && outcome.stoppedBy === "done") outcomeStatusOverride = "incomplete";
+    status = outcomeStatusOverride ?? (outcome.stoppedBy === "budget" ? "budget_reached" : outcome.stoppedBy === "interrupted" ? "interrupted" : "completed");
     if (outcome.budgetError) message = outcome.budgetError.message;
   } catch (e) {
     message = e instanceof Error ? e.message : String(e);
@@ -190,5 +197,11 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     );
   }
   if (status === "interrupted") throw new InterruptedError(`interrupted: ${done}/${seeds.length} chains saved in ${config.out}; continue with --resume`);
+  if (outcome.failed.length > 0) {
+    throw new RankchainError(
+      `${outcome.failed.length} chain(s) failed (first: seed line ${outcome.failed[0]!.line}: ${outcome.failed[0]!.error}); ` +
+        `${done}/${seeds.length} chains saved in ${config.out}; --resume retries the failed ones`,
+    );
+  }
   return { out: config.out, status, manifest: final, chainsWrittenNow: outcome.written.length };
 }

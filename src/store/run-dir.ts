@@ -21,7 +21,7 @@ export const RUN_FILES = {
   report: "report.html",
 } as const;
 
-export const RunStatusSchema = z.enum(["running", "completed", "budget_reached", "interrupted", "failed"]);
+export const RunStatusSchema = z.enum(["running", "completed", "incomplete", "budget_reached", "interrupted", "failed"]);
 export type RunStatus = z.infer<typeof RunStatusSchema>;
 
 export const RunTotalsSchema = z.object({

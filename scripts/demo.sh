@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The main job end to end on the embedded default, with no API key:
+#   install → pull the default local model → generate chains with classifier-free guidance from the
+#   seed file the project ships → validate them with the default embedder → post-train the
+#   embedder on the accepted chains (CPU) → evaluate before vs after → report.html.
+# Output: generations/demo/ (override with DEMO_OUT=dir). DEMO_STEPS, DEMO_LIMIT tune its size.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ONNXRUNTIME_NODE_INSTALL=skip
+OUT=${DEMO_OUT:-generations/demo}
+rm -rf "$OUT"
+rc() { node bin/rankchain.js "$@"; }
+
+echo "== generate (local model, CFG steering)" >&2
+rc generate --input examples/seeds.txt --out "$OUT" --provider local --steering cfg --guidance 1.5 \
+  --steps "${DEMO_STEPS:-6}" --concurrency 1 ${DEMO_LIMIT:+--limit "$DEMO_LIMIT"}
+
+echo "== validate (embedding gate)" >&2
+rc validate "$OUT" --policy repair
+
+echo "== posttrain (CPU, a short run)" >&2
+rc posttrain --data "$OUT" --base-model all-MiniLM-L6-v2 --out "$OUT/model" --device cpu --max-steps 20
+
+echo "== eval (before vs after)" >&2
+STS=../shared/eval-data/stsb-dev.tsv
+[ -f "$STS" ] || STS=examples/sts-mini.tsv
+rc eval --model "$OUT/model" --baseline all-MiniLM-L6-v2 --sts "$STS" --data "$OUT"
+
+rc report "$OUT"
+echo "== summary" >&2
+node -e '
+const fs = require("fs"); const dir = process.argv[1];
+const run = JSON.parse(fs.readFileSync(dir + "/run.json", "utf8"));
+const val = fs.existsSync(dir + "/validation.json") ? JSON.parse(fs.readFileSync(dir + "/validation.json", "utf8")) : null;
+const chains = fs.readFileSync(dir + "/chains.jsonl", "utf8").trim().split("\n").map(JSON.parse);
+console.log(`chains: ${run.totals.chains_done} (${run.totals.steps} steps, ${run.totals.chains_truncated} truncated), model ${chains[0].generator.model}, steering ${chains[0].generator.steering}`);
+if (val) console.log("validation:", JSON.stringify(val.counts ?? val.summary ?? {}));
+const c = chains[0]; console.log("example chain:"); console.log("  0. " + c.anchor); c.steps.forEach((s, i) => console.log(`  ${i + 1}. ${s}`));
+console.log(`report: ${dir}/report.html`);
+' "$OUT"
