@@ -113,6 +113,19 @@ describe("Anthropic adapter: requests and responses", () => {
     expect(r.usage.inputTokens!).toBeLessThanOrEqual(c.tokens);
   });
 
+  it("uses an injected fetch for both endpoints and declares no guidance capability", async () => {
+    const seen: string[] = [];
+    const f: typeof fetch = (input, init) => {
+      seen.push(new URL(String(input instanceof Request ? input.url : input)).pathname);
+      return fetch(input, init);
+    };
+    const m = model({ fetch: f });
+    expect(m.capabilities.guidance).toBe(false);
+    await m.countInputTokens(messages);
+    await m.generate({ messages, maxOutputTokens: 10 });
+    expect(seen).toEqual(["/v1/messages/count_tokens", "/v1/messages"]);
+  });
+
   it("cache reads are added to the input and reported as cached", async () => {
     srv.setResponder(() => ({ type: "text", text: "A ferry.", usage: { inputTokens: 1000, cachedInputTokens: 800, outputTokens: 4 } }));
     const r = await model().generate({ messages, maxOutputTokens: 10 });

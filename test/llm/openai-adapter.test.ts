@@ -78,6 +78,18 @@ describe("OpenAI adapter: requests and responses", () => {
     expect(counted.tokens).toBeLessThanOrEqual(conservativeTokenBound(messages));
   });
 
+  it("uses an injected fetch and declares no guidance capability", async () => {
+    const seen: string[] = [];
+    const f: typeof fetch = (input, init) => {
+      seen.push(String(input instanceof Request ? input.url : input));
+      return fetch(input, init);
+    };
+    const m = model({ fetch: f });
+    expect(m.capabilities).toEqual({ guidance: false, structuredOutput: true, paid: true });
+    await m.generate({ messages, maxOutputTokens: 10 });
+    expect(seen).toEqual([`${srv.baseURL}/chat/completions`]);
+  });
+
   it("cached tokens are reported separately", async () => {
     srv.setResponder(() => ({ type: "text", text: "A ferry.", usage: { inputTokens: 500, cachedInputTokens: 384, outputTokens: 3 } }));
     const r = await model().generate({ messages, maxOutputTokens: 10 });
