@@ -39,8 +39,15 @@ describe.skipIf(!haveChromium)("report.html in headless Chromium", () => {
       await page.goto(url, { waitUntil: "load" });
       await page.waitForSelector("html[data-charts-ready='4']", { timeout: 15_000 });
 
+      // runs in the page (tsconfig has no DOM lib, so the page's types are spelled out here)
+      interface PageCanvas {
+        id: string;
+        width: number;
+        height: number;
+        getContext(kind: "2d"): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } | null;
+      }
       const charts = await page.evaluate(() =>
-        (window as unknown as { __rankchainCharts: { canvas: HTMLCanvasElement; data: { datasets: { data: unknown[] }[] } }[] }).__rankchainCharts.map((c) => {
+        (globalThis as unknown as { __rankchainCharts: { canvas: PageCanvas; data: { datasets: { data: unknown[] }[] } }[] }).__rankchainCharts.map((c) => {
           const ctx = c.canvas.getContext("2d")!;
           const { width, height } = c.canvas;
           const px = ctx.getImageData(0, 0, width, height).data;
@@ -59,7 +66,7 @@ describe.skipIf(!haveChromium)("report.html in headless Chromium", () => {
       // the decay chart has one point per step (up to 9) in each band line
       expect(charts[0]!.points[2]).toBe(9);
 
-      const pwned = await page.evaluate(() => (window as unknown as { __pwned?: boolean }).__pwned === true);
+      const pwned = await page.evaluate(() => (globalThis as unknown as { __pwned?: boolean }).__pwned === true);
       expect(pwned).toBe(false);
       expect(dialogs).toEqual([]);
       const worstText = await page.locator("section", { hasText: "Worst chains" }).innerText();
