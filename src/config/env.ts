@@ -11,12 +11,13 @@ export function loadDotEnv(path = ".env"): void {
  * Reads an API key at request time: the explicit option first, then the environment variable.
  * When both are missing the error names both, and exits 2. The key is never printed.
  */
-export function loadApiKey(opts: { apiKey?: string | undefined; envVar: string; option: string; provider: string }): string {
+export function loadApiKey(opts: { apiKey?: string | undefined; envVar: string; option?: string | undefined; provider: string }): string {
   if (opts.apiKey !== undefined && opts.apiKey !== "") return opts.apiKey;
   const v = process.env[opts.envVar];
   if (v !== undefined && v !== "") return v;
   throw new ConfigError(
-    `${opts.provider} needs an API key: set the environment variable ${opts.envVar} (or put it in .env), or pass ${opts.option}`,
+    `${opts.provider} needs an API key: set the environment variable ${opts.envVar} (or put it in .env)` +
+      (opts.option ? `, or pass ${opts.option}` : ""),
   );
 }
 

@@ -11,12 +11,12 @@ export async function createLanguageModel(
 ): Promise<LanguageModel> {
   switch (config.provider) {
     case "openai": {
-      loadApiKey({ envVar: "OPENAI_API_KEY", option: "--api-key", provider: "openai" });
+      loadApiKey({ envVar: "OPENAI_API_KEY", provider: "openai" });
       const { createOpenAIModel } = await import("./openai/index.ts");
       return createOpenAIModel({ model: config.model, baseURL: config.baseUrl, timeoutMs: config.timeoutMs });
     }
     case "anthropic": {
-      loadApiKey({ envVar: "ANTHROPIC_API_KEY", option: "--api-key", provider: "anthropic" });
+      loadApiKey({ envVar: "ANTHROPIC_API_KEY", provider: "anthropic" });
       const { createAnthropicModel } = await import("./anthropic/index.ts");
       return createAnthropicModel({ model: config.model, baseURL: config.baseUrl, timeoutMs: config.timeoutMs });
     }
