@@ -1,0 +1,3 @@
+export * from "./registry.ts";
+export * from "./pull.ts";
+export * from "./installed.ts";
