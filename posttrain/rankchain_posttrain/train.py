@@ -375,6 +375,7 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
             accelerator.backward(loss)
             if args.max_grad_norm:
                 accelerator.clip_grad_norm_(wrapped.parameters(), args.max_grad_norm)
+            lr_used = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -389,7 +390,7 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
                 epoch=epoch,
                 loss=sum(means),
                 parts=last_parts,
-                lr=scheduler.get_last_lr()[0],
+                lr=lr_used,
                 elapsed=round(time.time() - started, 3),
                 steps_per_sec=round((step - first_step) / elapsed, 4) if elapsed > 0 else None,
             )
