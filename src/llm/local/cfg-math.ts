@@ -1,0 +1,102 @@
+/**
+ * The arithmetic of classifier-free guidance over two prompts, kept free of the model so it can
+ * be read and tested on its own:
+ *
+ *     score(t) = G · log p(t | positive, y<t) − (G − 1) · log p(t | negative, y<t)
+ *
+ * Log-probabilities are computed here in float64 from the raw logits (not from float32
+ * probabilities, whose logs underflow to −∞ for rare tokens and would turn −(G−1)·log p into +∞).
+ */
+
+/** Raw logits (token id → logit, any subset of the vocabulary) into a dense log-softmax vector. */
+export function logSoftmax(logits: ReadonlyMap<number, number>, vocabSize: number): Float64Array {
+  const out = new Float64Array(vocabSize).fill(-Infinity);
+  let max = -Infinity;
+  for (const [token, logit] of logits) {
+    if (token >= 0 && token < vocabSize) {
+      out[token] = logit;
+      if (logit > max) max = logit;
+    }
+  }
+  if (max === -Infinity) throw new Error("no finite logits to normalise");
+  let sum = 0;
+  for (let i = 0; i < vocabSize; i++) {
+    const v = out[i]!;
+    if (v !== -Infinity) sum += Math.exp(v - max);
+  }
+  const logZ = max + Math.log(sum);
+  for (let i = 0; i < vocabSize; i++) out[i] = out[i]! - logZ;
+  return out;
+}
+
+/**
+ * Combined scores. G = 1 returns log p(t | positive) unchanged (the negative side is ignored, so
+ * 0 · (−∞) never produces NaN). A token the positive side rules out (log p = −∞) stays −∞.
+ */
+export function guidanceScores(logpPositive: Float64Array, logpNegative: Float64Array | undefined, guidance: number): Float64Array {
+  if (!(guidance >= 1) || !Number.isFinite(guidance)) throw new RangeError(`guidance must be a finite number >= 1, got ${guidance}`);
+  if (guidance === 1 || logpNegative === undefined) {
+    if (guidance !== 1) throw new Error("guidance > 1 needs the negative distribution");
+    return logpPositive;
+  }
+  if (logpNegative.length !== logpPositive.length) throw new Error("positive and negative distributions differ in size");
+  const out = new Float64Array(logpPositive.length);
+  const g = guidance;
+  const h = guidance - 1;
+  for (let i = 0; i < out.length; i++) {
+    const p = logpPositive[i]!;
+    const n = logpNegative[i]!;
+    // a token impossible in the positive context stays impossible; one impossible only in the
+    // negative context is capped at the positive score instead of becoming +∞
+    out[i] = p === -Infinity ? -Infinity : n === -Infinity ? p : g * p - h * n;
+  }
+  return out;
+}
+
+/** Index of the largest score; ties go to the lowest token id (deterministic). */
+export function argmax(scores: Float64Array): number {
+  let best = -1;
+  let bestValue = -Infinity;
+  for (let i = 0; i < scores.length; i++) {
+    const v = scores[i]!;
+    if (v > bestValue) {
+      bestValue = v;
+      best = i;
+    }
+  }
+  if (best < 0) throw new Error("all scores are -Infinity");
+  return best;
+}
+
+/** Draws a token from softmax(scores / temperature) with the given uniform random number in [0, 1). */
+export function sampleToken(scores: Float64Array, temperature: number, uniform: number): number {
+  if (!(temperature > 0)) return argmax(scores);
+  let max = -Infinity;
+  for (let i = 0; i < scores.length; i++) if (scores[i]! > max) max = scores[i]!;
+  const weights = new Float64Array(scores.length);
+  let total = 0;
+  for (let i = 0; i < scores.length; i++) {
+    const s = scores[i]!;
+    const w = s === -Infinity ? 0 : Math.exp((s - max) / temperature);
+    weights[i] = w;
+    total += w;
+  }
+  let r = uniform * total;
+  for (let i = 0; i < weights.length; i++) {
+    r -= weights[i]!;
+    if (r < 0) return i;
+  }
+  return argmax(scores);
+}
+
+/** A small seeded PRNG (mulberry32) for reproducible sampling at temperature > 0. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -1,0 +1,402 @@
+import { availableParallelism } from "node:os";
+import { basename } from "node:path";
+import {
+  getLlama,
+  LlamaGrammarEvaluationState,
+  LlamaLogLevel,
+  resolveChatWrapper,
+  resolveModelFile,
+  type ChatHistoryItem,
+  type ChatWrapper,
+  type Llama,
+  type LlamaContext,
+  type LlamaContextSequence,
+  type LlamaModel,
+  type Token,
+} from "node-llama-cpp";
+import { modelsDir } from "../../config/paths.ts";
+import { ConfigError, ProviderCallError } from "../../errors.ts";
+import { resolveModelPath } from "../../models/installed.ts";
+import type {
+  CallWarning,
+  ChatMessage,
+  FinishReason,
+  GenerateRequest,
+  GenerateResult,
+  GuidedGenerateRequest,
+  LanguageModel,
+  ModelCapabilities,
+  TokenCount,
+} from "../types.ts";
+import { argmax, guidanceScores, logSoftmax, sampleToken, seededRandom } from "./cfg-math.ts";
+
+export type LocalGpu = "auto" | "cuda" | "metal" | "off";
+
+export interface LocalModelOptions {
+  /** Registry name ("default" = the default entry), a GGUF path, or `hf:<repo>/<file>`. */
+  model?: string | undefined;
+  gpu?: LocalGpu | undefined;
+  /** Tokens per sequence (prompt + output); default min(model's training context, 4096). */
+  contextSize?: number | undefined;
+  /** Default seed for sampling at temperature > 0 when a request gives none. */
+  seed?: number | undefined;
+  /** CPU threads; default: the machine's available parallelism. */
+  threads?: number | undefined;
+  env?: NodeJS.ProcessEnv | undefined;
+}
+
+/** What the guided and plain decoders report besides the text (in GenerateResult.raw). */
+export interface LocalGenerationDetails {
+  /** Generated token ids, including the token that ended the step (end-of-turn or newline). */
+  tokens: Token[];
+  promptTokens: { positive: number; negative: number | undefined };
+}
+
+const FINISH_EOG: FinishReason = { unified: "stop", raw: "end-of-turn" };
+const FINISH_NEWLINE: FinishReason = { unified: "stop", raw: "newline" };
+const FINISH_STOP_SEQUENCE: FinishReason = { unified: "stop", raw: "stop-sequence" };
+const FINISH_LENGTH: FinishReason = { unified: "length", raw: "max-output-tokens" };
+
+/**
+ * A GGUF model in-process through node-llama-cpp, with one context holding two sequences: plain
+ * generation uses one; classifier-free guidance feeds the positive and negative prompts to the
+ * two sequences and evaluates both in the same batch for every generated token.
+ * Requests are served one at a time (calls queue).
+ */
+export class LocalLanguageModel implements LanguageModel {
+  readonly provider = "local" as const;
+  readonly capabilities: ModelCapabilities = { guidance: true, structuredOutput: true, paid: false };
+  private queue: Promise<unknown> = Promise.resolve();
+  private vocabSize: number | undefined;
+  private readonly stopTokens: Set<Token>;
+  private disposed = false;
+
+  private constructor(
+    readonly modelId: string,
+    readonly modelPath: string,
+    private readonly llama: Llama,
+    private readonly model: LlamaModel,
+    private readonly context: LlamaContext,
+    private readonly sequences: readonly [LlamaContextSequence, LlamaContextSequence],
+    private readonly chatWrapper: ChatWrapper,
+    private readonly defaultSeed: number | undefined,
+  ) {
+    this.stopTokens = new Set();
+    const probe = chatWrapper.generateContextState({ chatHistory: [{ type: "user", text: "x" }, { type: "model", response: [] }] });
+    for (const trigger of probe.stopGenerationTriggers) {
+      const ids = trigger.tokenize(model.tokenizer);
+      if (ids.length === 1) this.stopTokens.add(ids[0]!);
+    }
+  }
+
+  /** The chat wrapper node-llama-cpp chose from the GGUF's chat template. */
+  get chatTemplate(): string {
+    return this.chatWrapper.wrapperName;
+  }
+
+  get contextSize(): number {
+    return this.sequences[0].contextSize;
+  }
+
+  static async create(options: LocalModelOptions = {}): Promise<LocalLanguageModel> {
+    const env = options.env ?? process.env;
+    const resolved = resolveModelPath(options.model, env);
+    let modelPath: string;
+    let modelId: string;
+    if (resolved.kind === "remote") {
+      // users' machines: node-llama-cpp downloads hf: refs into the models cache
+      modelPath = await resolveModelFile(resolved.uri, { directory: modelsDir(env), cli: false });
+      modelId = resolved.uri;
+    } else {
+      modelPath = resolved.path;
+      modelId = resolved.entry?.name ?? basename(resolved.path);
+    }
+    const gpu = options.gpu ?? "auto";
+    const llama = await getLlama({
+      gpu: gpu === "off" ? false : gpu,
+      build: "never",
+      logLevel: env.RANKCHAIN_DEBUG ? LlamaLogLevel.info : LlamaLogLevel.error,
+      progressLogs: false,
+    }).catch((e: unknown) => {
+      throw new ConfigError(
+        `could not load llama.cpp for --gpu ${gpu}: ${e instanceof Error ? e.message : String(e)}. Use --gpu off for CPU, or install node-llama-cpp's prebuilt binaries for your GPU.`,
+        { cause: e },
+      );
+    });
+    try {
+      const model = await llama.loadModel({ modelPath }).catch((e: unknown) => {
+        throw new ConfigError(`could not load GGUF model ${modelPath}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      });
+      const contextSize = options.contextSize ?? Math.min(model.trainContextSize, 4096);
+      const context = await model.createContext({
+        sequences: 2,
+        contextSize,
+        threads: options.threads ?? Math.max(1, availableParallelism()),
+        // keep the full KV cache on sliding-window models (Gemma 3) so prompt prefixes can be reused
+        swaFullCache: true,
+      });
+      const sequences = [context.getSequence(), context.getSequence()] as const;
+      const chatWrapper = resolveChatWrapper(model);
+      return new LocalLanguageModel(modelId, modelPath, llama, model, context, sequences, chatWrapper, options.seed);
+    } catch (e) {
+      await llama.dispose();
+      throw e;
+    }
+  }
+
+  /** Renders chat messages with the model's chat template into prompt tokens. */
+  promptTokens(messages: readonly ChatMessage[]): Token[] {
+    if (messages.length === 0) throw new ConfigError("a request needs at least one message");
+    const history: ChatHistoryItem[] = messages.map((m) =>
+      m.role === "system" ? { type: "system", text: m.content } : m.role === "user" ? { type: "user", text: m.content } : { type: "model", response: [m.content] },
+    );
+    // a trailing assistant message is a prefill the model continues; otherwise open a new turn
+    if (history[history.length - 1]!.type !== "model") history.push({ type: "model", response: [] });
+    const state = this.chatWrapper.generateContextState({ chatHistory: history });
+    return state.contextText.tokenize(this.model.tokenizer);
+  }
+
+  async countInputTokens(messages: ChatMessage[]): Promise<TokenCount> {
+    return { tokens: this.promptTokens(messages).length, exact: true, method: `gguf-tokenizer:${this.modelId}` };
+  }
+
+  generate(request: GenerateRequest): Promise<GenerateResult> {
+    return this.serialize(() => this.generateNow(request));
+  }
+
+  generateGuided(request: GuidedGenerateRequest): Promise<GenerateResult> {
+    return this.serialize(() => this.generateGuidedNow(request));
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.queue.catch(() => {});
+    await this.context.dispose();
+    await this.model.dispose();
+    await this.llama.dispose();
+  }
+
+  private serialize<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.disposed) return Promise.reject(new Error("local model is disposed"));
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  /** Plain decoding with node-llama-cpp's own sampler (greedy at temperature 0). */
+  private async generateNow(request: GenerateRequest): Promise<GenerateResult> {
+    const warnings: CallWarning[] = [];
+    const prompt = this.promptTokens(request.messages);
+    this.checkFits(prompt.length, request.maxOutputTokens);
+    const seq = this.pickSequences(prompt, undefined)[0];
+    const reused = await this.alignPrefix(seq, prompt);
+    let grammarEvaluationState: LlamaGrammarEvaluationState | undefined;
+    if (request.responseFormat) {
+      try {
+        const grammar = await this.llama.createGrammarForJsonSchema(request.responseFormat.schema as never);
+        grammarEvaluationState = new LlamaGrammarEvaluationState({ model: this.model, grammar });
+      } catch (e) {
+        throw new ProviderCallError(`local model: JSON schema "${request.responseFormat.name}" cannot be turned into a grammar: ${e instanceof Error ? e.message : String(e)}`, {
+          isRetryable: false,
+          cause: e,
+        });
+      }
+    }
+    const temperature = request.temperature ?? 0;
+    const seed = request.seed ?? this.defaultSeed;
+    const stops = request.stop ?? [];
+    const out: Token[] = [];
+    let finish: FinishReason = FINISH_LENGTH;
+    let text = "";
+    const iterator = seq.evaluate(prompt.slice(reused), {
+      temperature,
+      ...(temperature > 0 && seed !== undefined ? { seed } : {}),
+      ...(grammarEvaluationState ? { grammarEvaluationState } : {}),
+      yieldEogToken: true,
+    });
+    try {
+      if (request.maxOutputTokens > 0) {
+        for await (const token of iterator) {
+          request.abortSignal?.throwIfAborted();
+          out.push(token);
+          if (this.isStopToken(token)) {
+            finish = FINISH_EOG;
+            break;
+          }
+          text = this.outputText(out.filter((t) => !this.isStopToken(t)));
+          const cut = firstStop(text, stops);
+          if (cut !== undefined) {
+            text = text.slice(0, cut);
+            finish = FINISH_STOP_SEQUENCE;
+            break;
+          }
+          if (out.length >= request.maxOutputTokens) break;
+        }
+      }
+    } finally {
+      await iterator.return();
+    }
+    if (finish === FINISH_EOG) text = this.outputText(out.slice(0, -1));
+    const details: LocalGenerationDetails = { tokens: out, promptTokens: { positive: prompt.length, negative: undefined } };
+    return {
+      text,
+      finishReason: finish,
+      usage: { inputTokens: prompt.length, outputTokens: out.length, cachedInputTokens: reused },
+      warnings,
+      raw: details,
+    };
+  }
+
+  /**
+   * Classifier-free guidance: the positive and negative prompts go to the two sequences, both
+   * are fed every chosen token, and both are evaluated in one batch per token. The next token is
+   * the argmax (temperature 0) or a seeded sample of G·log p_pos − (G−1)·log p_neg.
+   */
+  private async generateGuidedNow(request: GuidedGenerateRequest): Promise<GenerateResult> {
+    const G = request.guidance;
+    if (!Number.isFinite(G) || G < 1) throw new ConfigError(`--guidance must be a number >= 1, got ${G}`);
+    const guided = G !== 1;
+    const posPrompt = this.promptTokens(request.positive);
+    const negPrompt = guided ? this.promptTokens(request.negative) : undefined;
+    this.checkFits(Math.max(posPrompt.length, negPrompt?.length ?? 0), request.maxOutputTokens);
+    const [posSeq, negSeq] = this.pickSequences(posPrompt, negPrompt);
+    const [posReused, negReused] = await Promise.all([this.alignPrefix(posSeq, posPrompt), negPrompt ? this.alignPrefix(negSeq, negPrompt) : Promise.resolve(0)]);
+    const temperature = request.temperature ?? 0;
+    const seed = request.seed ?? this.defaultSeed ?? Date.now();
+    const random = seededRandom(seed);
+    const stopAtNewline = request.stopAtNewline ?? true;
+
+    // prompt tails of both sequences in one batch; logits only at the last position
+    let [posLogits, negLogits] = await Promise.all([
+      this.evaluateForLogits(posSeq, posPrompt.slice(posReused)),
+      negPrompt ? this.evaluateForLogits(negSeq, negPrompt.slice(negReused)) : Promise.resolve(undefined),
+    ]);
+    const out: Token[] = [];
+    let finish: FinishReason = FINISH_LENGTH;
+    let text = "";
+    while (out.length < request.maxOutputTokens) {
+      request.abortSignal?.throwIfAborted();
+      const vocab = this.vocabularySize(posLogits);
+      const scores = guidanceScores(logSoftmax(posLogits, vocab), negLogits ? logSoftmax(negLogits, vocab) : undefined, G);
+      const token = (temperature > 0 ? sampleToken(scores, temperature, random()) : argmax(scores)) as Token;
+      out.push(token);
+      if (this.isStopToken(token)) {
+        finish = FINISH_EOG;
+        break;
+      }
+      text = this.outputText(out);
+      if (stopAtNewline) {
+        const nl = text.indexOf("\n");
+        if (nl >= 0) {
+          text = text.slice(0, nl);
+          finish = FINISH_NEWLINE;
+          break;
+        }
+      }
+      if (out.length >= request.maxOutputTokens) break;
+      // the same token goes to both sequences, evaluated together in one batch
+      [posLogits, negLogits] = await Promise.all([
+        this.evaluateForLogits(posSeq, [token]),
+        negPrompt ? this.evaluateForLogits(negSeq, [token]) : Promise.resolve(undefined),
+      ]);
+    }
+    if (finish === FINISH_EOG) text = this.outputText(out.slice(0, -1));
+    const details: LocalGenerationDetails = { tokens: out, promptTokens: { positive: posPrompt.length, negative: negPrompt?.length } };
+    return {
+      text,
+      finishReason: finish,
+      usage: {
+        inputTokens: posPrompt.length + (negPrompt?.length ?? 0),
+        outputTokens: out.length,
+        cachedInputTokens: posReused + negReused,
+      },
+      warnings: [],
+      raw: details,
+    };
+  }
+
+  /**
+   * Next-token log-probabilities for one prompt after a given generated prefix, read back from
+   * the model (for tests and diagnostics; uses the first sequence).
+   */
+  nextTokenLogProbs(messages: readonly ChatMessage[], generated: readonly Token[] = []): Promise<Float64Array> {
+    return this.serialize(async () => {
+      const tokens = [...this.promptTokens(messages), ...generated];
+      const seq = this.sequences[0];
+      const reused = await this.alignPrefix(seq, tokens);
+      const logits = await this.evaluateForLogits(seq, tokens.slice(reused));
+      return logSoftmax(logits, this.vocabularySize(logits));
+    });
+  }
+
+  /** Detokenizes generated tokens; leading whitespace is dropped (a step starts at its first word). */
+  outputText(tokens: readonly Token[]): string {
+    return this.model.detokenize(tokens).replace(/^\s+/, "");
+  }
+
+  isStopToken(token: Token): boolean {
+    return this.model.isEogToken(token) || this.stopTokens.has(token);
+  }
+
+  private vocabularySize(logits: ReadonlyMap<Token, number>): number {
+    if (this.vocabSize === undefined) {
+      let max = -1;
+      for (const t of logits.keys()) if (t > max) max = t;
+      this.vocabSize = Math.max(max + 1, logits.size);
+    }
+    return this.vocabSize;
+  }
+
+  private async evaluateForLogits(seq: LlamaContextSequence, tokens: readonly Token[]): Promise<Map<Token, number>> {
+    if (tokens.length === 0) throw new Error("nothing to evaluate");
+    const input = tokens.map((t, i) => (i === tokens.length - 1 ? ([t, { generateNext: { logits: true } }] as [Token, { generateNext: { logits: true } }]) : t));
+    const result = await seq.controlledEvaluate(input);
+    const logits = result[tokens.length - 1]?.next.logits;
+    if (!logits) throw new ProviderCallError("local model returned no logits", { isRetryable: false });
+    return logits;
+  }
+
+  /**
+   * Keeps the longest cached prefix of the sequence that matches `tokens` (at least the last
+   * token is always evaluated again so that its logits are available) and returns its length.
+   */
+  private async alignPrefix(seq: LlamaContextSequence, tokens: readonly Token[]): Promise<number> {
+    const keep = Math.min(seq.compareContextTokens(tokens as Token[]).firstDifferentIndex, tokens.length - 1);
+    if (seq.nextTokenIndex > keep) await seq.eraseContextTokenRanges([{ start: keep, end: seq.nextTokenIndex }]);
+    return keep;
+  }
+
+  /** Chooses which sequence gets which prompt so that the most cached prefix is reused. */
+  private pickSequences(positive: readonly Token[], negative: readonly Token[] | undefined): [LlamaContextSequence, LlamaContextSequence] {
+    const [a, b] = this.sequences;
+    const shared = (s: LlamaContextSequence, t: readonly Token[] | undefined) => (t ? s.compareContextTokens(t as Token[]).firstDifferentIndex : 0);
+    const straight = shared(a, positive) + shared(b, negative);
+    const swapped = shared(b, positive) + shared(a, negative);
+    return swapped > straight ? [b, a] : [a, b];
+  }
+
+  private checkFits(promptTokens: number, maxOutputTokens: number): void {
+    if (promptTokens + maxOutputTokens > this.contextSize) {
+      throw new ProviderCallError(
+        `local model: prompt (${promptTokens} tokens) + max output (${maxOutputTokens}) exceeds the context size ${this.contextSize}; raise contextSize or shorten the input`,
+        { isRetryable: false },
+      );
+    }
+  }
+}
+
+function firstStop(text: string, stops: readonly string[]): number | undefined {
+  let first: number | undefined;
+  for (const s of stops) {
+    if (s === "") continue;
+    const i = text.indexOf(s);
+    if (i >= 0 && (first === undefined || i < first)) first = i;
+  }
+  return first;
+}
+
+/** Loads a local GGUF model (see LocalModelOptions). Call dispose() when done. */
+export function createLocalModel(options: LocalModelOptions = {}): Promise<LocalLanguageModel> {
+  return LocalLanguageModel.create(options);
+}

@@ -1,0 +1,60 @@
+import type { ChatMessage, GuidedGenerateRequest } from "../llm/types.ts";
+import { loadPromptTemplate, renderTemplate, type PromptTemplate } from "./prompt-templates.ts";
+
+/**
+ * Logit-level direction control (local models): chain step i rewrites x(i−1) while guidance
+ * pushes away from what the model would write for x(i−2):
+ *
+ *     score(t) = G · log p(t | prompt(x(i−1)), y<t) − (G − 1) · log p(t | prompt(x(i−2)), y<t)
+ *
+ * with x(0) = the anchor and x(−1) = the anchor too, so step 1 is plain decoding.
+ */
+export const CFG_PROMPT_NAME = "cfg-rewrite";
+export const CFG_PROMPT_VERSION = 1;
+export const DEFAULT_GUIDANCE = 1.5;
+
+export function cfgTemplate(version: number = CFG_PROMPT_VERSION): PromptTemplate {
+  return loadPromptTemplate(CFG_PROMPT_NAME, version);
+}
+
+export interface CfgStepInput {
+  anchor: string;
+  /** Steps generated so far (x1 … x(i−1)); empty for step 1. */
+  steps: readonly string[];
+  /** G (>= 1); default 1.5. */
+  guidance?: number | undefined;
+  maxOutputTokens: number;
+  temperature?: number | undefined;
+  seed?: number | undefined;
+  /** Template to use; default cfg-rewrite v1. */
+  template?: PromptTemplate | undefined;
+}
+
+/** The chat messages asking for a rewrite of one sentence. */
+export function cfgRewriteMessages(sentence: string, template: PromptTemplate = cfgTemplate()): ChatMessage[] {
+  return renderTemplate(template, { sentence: sentence.replace(/\s+/g, " ").trim() });
+}
+
+/**
+ * The guided request for the next chain step: positive = rewrite the previous sentence,
+ * negative = rewrite the one before it. In step 1 both would hold the anchor and guidance
+ * cancels exactly, so the request asks for plain decoding (guidance 1) and skips the second
+ * sequence. One sentence per step: the step ends at a newline.
+ */
+export function buildCfgStepRequest(input: CfgStepInput): GuidedGenerateRequest {
+  const guidance = input.guidance ?? DEFAULT_GUIDANCE;
+  if (!Number.isFinite(guidance) || guidance < 1) throw new RangeError(`guidance must be >= 1, got ${guidance}`);
+  const template = input.template ?? cfgTemplate();
+  const n = input.steps.length;
+  const previous = n >= 1 ? input.steps[n - 1]! : input.anchor;
+  const beforePrevious = n >= 2 ? input.steps[n - 2]! : input.anchor;
+  return {
+    positive: cfgRewriteMessages(previous, template),
+    negative: cfgRewriteMessages(beforePrevious, template),
+    guidance: previous === beforePrevious ? 1 : guidance,
+    maxOutputTokens: input.maxOutputTokens,
+    temperature: input.temperature,
+    seed: input.seed,
+    stopAtNewline: true,
+  };
+}
