@@ -27,7 +27,7 @@ export const DEFAULT_GATE_THRESHOLDS: Readonly<GateThresholds> = Object.freeze({
   chainDupThreshold: 0.98,
 });
 
-export const DEFAULT_LSH: Readonly<Required<Omit<CosineLshOptions, "dimensions">>> = Object.freeze({ bandBits: 12, bands: 20, seed: 0x5eed });
+export const DEFAULT_LSH: Readonly<Required<Omit<CosineLshOptions, "dimensions">>> = Object.freeze({ bandBits: 12, bands: 20, poolBits: 128, seed: 0x5eed });
 
 /** The conventions written into validation.json, so readers never have to guess a sign. */
 export const CONVENTIONS = Object.freeze({
@@ -129,7 +129,8 @@ export class ChainValidator {
       if (live.length > 0) {
         const c = centroid(live);
         this.dupIndex ??= new CosineLshIndex<string>({ dimensions: c.length, ...DEFAULT_LSH, ...this.options.lsh });
-        const hit = this.dupIndex.nearest(c, th.chainDupThreshold);
+        // a kept chain enters the index; a lenient duplicate is kept but not indexed again
+        const hit = this.dupIndex.nearestOrAdd(record.id, c, th.chainDupThreshold);
         if (hit) {
           duplicateOf = { id: hit.key, cosine: round(hit.cosine) };
           reasons.push(`duplicate-chain~${hit.key}`);
@@ -138,7 +139,6 @@ export class ChainValidator {
             kept = n;
           }
         }
-        if (status !== "rejected") this.dupIndex.add(record.id, c);
       }
     }
 
