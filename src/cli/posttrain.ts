@@ -1,9 +1,93 @@
 import type { Command } from "commander";
+import { runPosttrain, TrainingProgressRenderer, type PosttrainOptions } from "../posttrain/index.ts";
+import { action, numberOption, UsageError } from "./run-command.ts";
 
-// Placeholder: filled in by the issue that owns `rankchain posttrain`.
+function choice<T extends string>(flag: string, values: readonly T[]) {
+  return (value: string): T => {
+    if (!(values as readonly string[]).includes(value)) throw new UsageError(`${flag} expects one of ${values.join(", ")}, got "${value}"`);
+    return value as T;
+  };
+}
+
+/** A finite number > 0 (learning rates and temperatures). */
+function positive(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === "" || !Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} expects a number > 0, got "${value}"`);
+    return n;
+  };
+}
+
+interface PosttrainFlags extends Omit<PosttrainOptions, "noExport"> {
+  export: boolean;
+  verbose?: boolean;
+  json?: boolean;
+}
+
 export function registerPosttrain(program: Command): void {
-  program.command("posttrain").description("(not implemented yet)").action(() => {
-    process.stderr.write("rankchain posttrain: not implemented yet\n");
-    process.exitCode = 1;
-  });
+  program
+    .command("posttrain")
+    .description(
+      "post-train a sentence-embedding model on validated chains with listwise ranking losses (runs the Python side: " +
+        "python -m rankchain_posttrain.train); writes OUT/model (sentence-transformers + onnx/model.onnx) and OUT/training.json",
+    )
+    .requiredOption("--data <run-dir>", "run directory with validated.jsonl (accepted and repaired chains)")
+    .requiredOption("--base-model <dir>", "student: sentence-transformers or Hugging Face encoder directory (or hub id)")
+    .requiredOption("--out <dir>", "output directory")
+    .option("--loss <spec>", 'losses and weights, e.g. "chain_listmle" or "chain_listmle:1,infonce:0.1" (chain_listmle, listnet, infonce)')
+    .option("--teacher <dir>", "teacher model (its own tokenizer is fine); default: a frozen copy of the base model")
+    .option("--device <device>", "auto | cuda | cpu", choice("--device", ["auto", "cuda", "cpu"] as const))
+    .option("--precision <p>", "auto | fp32 | fp16 | bf16 (auto: bf16/fp16 autocast on CUDA, fp32 on CPU)", choice("--precision", ["auto", "fp32", "fp16", "bf16"] as const))
+    .option("--epochs <n>", "epochs (default 1)", numberOption("--epochs", { int: true, min: 1 }))
+    .option("--max-steps <n>", "stop after this many optimizer steps", numberOption("--max-steps", { int: true, min: 1 }))
+    .option("--lr <x>", "learning rate (default 3e-6)", positive("--lr"))
+    .option("--batch-chains <n>", "chains per batch and process (default 16)", numberOption("--batch-chains", { int: true, min: 1 }))
+    .option("--tau <x>", "student temperature (default 0.05)", positive("--tau"))
+    .option("--tau2 <x>", "teacher temperature (default 0.05)", positive("--tau2"))
+    .option("--omega <x>", "chain-order correction strength (default 0.5)", numberOption("--omega", { min: 0 }))
+    .option("--pooling <mode>", "student pooling: auto | cls | mean (auto = as saved with the model)", choice("--pooling", ["auto", "cls", "mean"] as const))
+    .option("--max-seq-length <n>", "truncate inputs to this many tokens", numberOption("--max-seq-length", { int: true, min: 1 }))
+    .option("--eval-sts <file>", "STS TSV (sentence1, sentence2, score) to evaluate on and keep the best model")
+    .option("--eval-every <n>", "evaluate every N steps (default: each epoch)", numberOption("--eval-every", { int: true, min: 0 }))
+    .option("--checkpoint-every <n>", "resumable checkpoint every N steps (default 200)", numberOption("--checkpoint-every", { int: true, min: 1 }))
+    .option("--holdout-fraction <x>", "keep this fraction of chains out (OUT/heldout.jsonl, for eval --chains)", numberOption("--holdout-fraction", { min: 0, max: 0.99 }))
+    .option("--seed <n>", "random seed (default 42)", numberOption("--seed", { int: true, min: 0 }))
+    .option("--resume", "continue from OUT/checkpoints/last (refused if the settings differ)")
+    .option("--gradient-checkpointing", "trade compute for memory")
+    .option("--allow-unvalidated", "train on chains.jsonl records without a validation field")
+    .option("--no-export", "skip the ONNX export")
+    .option("--verbose", "show the Python side's stderr (library warnings)")
+    .option("--json", "print the trainer's JSON progress lines on stdout instead of a bar")
+    .action(
+      action(async (opts: PosttrainFlags) => {
+        const { export: doExport, verbose, json, ...rest } = opts;
+        const options: PosttrainOptions = { ...rest, ...(doExport === false ? { noExport: true } : {}) };
+        const renderer = json ? undefined : new TrainingProgressRenderer(process.stderr);
+        const result = await runPosttrain(options, {
+          onEvent: (ev) => {
+            if (json) process.stdout.write(JSON.stringify(ev) + "\n");
+            else renderer!.handle(ev);
+          },
+          onStderr: (line) => {
+            if (verbose) process.stderr.write(line + "\n");
+          },
+        });
+        renderer?.stop();
+        if (result.exitCode !== 0) {
+          const message = result.error ? String(result.error.message) : result.stderrTail.slice(-15).join("\n");
+          process.stderr.write(`rankchain posttrain: training failed (exit ${result.exitCode}): ${message}\n`);
+          return result.exitCode;
+        }
+        if (!json && result.done) {
+          const best = result.done.best as { step: number; stsb_spearman: number } | null;
+          process.stderr.write(
+            `done: model in ${String(result.done.model)}` +
+              (result.done.onnx ? ` (ONNX: ${String(result.done.onnx)})` : "") +
+              (best ? `; best STS Spearman ${best.stsb_spearman.toFixed(2)} at step ${best.step}` : "") +
+              `\nnext: rankchain eval --model ${String(result.done.model)} --baseline ${options.baseModel} --sts <sts.tsv> --data ${options.data}\n`,
+          );
+        }
+        return 0;
+      }),
+    );
 }

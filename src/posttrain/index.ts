@@ -1,0 +1,110 @@
+import { ConfigError } from "../errors.ts";
+import { pythonExecutable } from "../config/paths.ts";
+import { checkPythonSide, runPythonModule, type PythonEvent, type RunPythonResult } from "./python.ts";
+
+export { PYTHON_INSTALL_HINT, checkPythonSide, runPythonModule, type PythonEvent, type RunPythonResult } from "./python.ts";
+export { TrainingProgressRenderer, describeStep, formatDuration } from "./progress.ts";
+
+/** Options of `rankchain posttrain`; each maps to a flag of `python -m rankchain_posttrain.train`. */
+export interface PosttrainOptions {
+  data: string;
+  baseModel: string;
+  out: string;
+  loss?: string;
+  teacher?: string;
+  device?: "auto" | "cuda" | "cpu";
+  precision?: "auto" | "fp32" | "fp16" | "bf16";
+  epochs?: number;
+  maxSteps?: number;
+  lr?: number;
+  batchChains?: number;
+  tau?: number;
+  tau2?: number;
+  omega?: number;
+  pooling?: "auto" | "cls" | "mean";
+  maxSeqLength?: number;
+  evalSts?: string;
+  evalEvery?: number;
+  checkpointEvery?: number;
+  holdoutFraction?: number;
+  seed?: number;
+  resume?: boolean;
+  gradientCheckpointing?: boolean;
+  allowUnvalidated?: boolean;
+  noExport?: boolean;
+}
+
+const FLAGS: Array<[keyof PosttrainOptions, string]> = [
+  ["data", "--data"],
+  ["baseModel", "--base-model"],
+  ["out", "--out"],
+  ["loss", "--loss"],
+  ["teacher", "--teacher"],
+  ["device", "--device"],
+  ["precision", "--precision"],
+  ["epochs", "--epochs"],
+  ["maxSteps", "--max-steps"],
+  ["lr", "--lr"],
+  ["batchChains", "--batch-chains"],
+  ["tau", "--tau"],
+  ["tau2", "--tau2"],
+  ["omega", "--omega"],
+  ["pooling", "--pooling"],
+  ["maxSeqLength", "--max-seq-length"],
+  ["evalSts", "--eval-sts"],
+  ["evalEvery", "--eval-every"],
+  ["checkpointEvery", "--checkpoint-every"],
+  ["holdoutFraction", "--holdout-fraction"],
+  ["seed", "--seed"],
+];
+const SWITCHES: Array<[keyof PosttrainOptions, string]> = [
+  ["resume", "--resume"],
+  ["gradientCheckpointing", "--gradient-checkpointing"],
+  ["allowUnvalidated", "--allow-unvalidated"],
+  ["noExport", "--no-export"],
+];
+
+/** The argument list for `python -m rankchain_posttrain.train` (only options that were given). */
+export function posttrainArgs(opts: PosttrainOptions): string[] {
+  const args: string[] = [];
+  for (const [key, flag] of FLAGS) {
+    const v = opts[key];
+    if (v !== undefined && v !== false) args.push(flag, String(v));
+  }
+  for (const [key, flag] of SWITCHES) if (opts[key] === true) args.push(flag);
+  return args;
+}
+
+export interface PosttrainHooks {
+  python?: string;
+  env?: NodeJS.ProcessEnv;
+  onEvent?: (ev: PythonEvent) => void;
+  onStderr?: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface PosttrainResult extends RunPythonResult {
+  done: PythonEvent | undefined;
+}
+
+/**
+ * Runs the Python trainer after checking the Python side is installed (ConfigError, exit 2, with
+ * the install command otherwise). The trainer's exit code is returned for the CLI to forward.
+ */
+export async function runPosttrain(opts: PosttrainOptions, hooks: PosttrainHooks = {}): Promise<PosttrainResult> {
+  if (!opts.data) throw new ConfigError("--data is required (a run directory with validated.jsonl)");
+  if (!opts.baseModel) throw new ConfigError("--base-model is required (a sentence-transformers or Hugging Face model dir)");
+  if (!opts.out) throw new ConfigError("--out is required (where the post-trained model goes)");
+  const python = hooks.python ?? pythonExecutable(hooks.env);
+  checkPythonSide(python, hooks.env ?? process.env);
+  const result = await runPythonModule({
+    python,
+    module: "rankchain_posttrain.train",
+    args: posttrainArgs(opts),
+    ...(hooks.env ? { env: hooks.env } : {}),
+    ...(hooks.onEvent ? { onEvent: hooks.onEvent } : {}),
+    ...(hooks.onStderr ? { onStderr: hooks.onStderr } : {}),
+    ...(hooks.signal ? { signal: hooks.signal } : {}),
+  });
+  return { ...result, done: result.events.find((e) => e.event === "done") };
+}
