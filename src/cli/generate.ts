@@ -23,7 +23,7 @@ export function addGenerationOptions(cmd: Command): Command {
     .option("--prices <file>", "JSON price table overriding/adding models (see README)")
     .option("--prompt-version <n>", "prompt template version (default: latest)", numberOption("--prompt-version", { int: true, min: 1 }))
     .option("--max-seed-chars <n>", "reject seeds longer than this", numberOption("--max-seed-chars", { int: true, min: 1 }), 2000)
-    .addOption(new Option("--gpu <mode>", "local models: GPU backend").choices(["auto", "cuda", "metal", "vulkan", "off"]).default("auto"));
+    .addOption(new Option("--gpu <mode>", "local models: GPU backend").choices(["auto", "cuda", "metal", "off"]).default("auto"));
 }
 
 export function registerGenerate(program: Command): void {

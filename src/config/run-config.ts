@@ -26,7 +26,7 @@ export const GenerateConfigSchema = z
     maxRetries: z.number().int().min(0).max(20).default(4),
     promptVersion: z.number().int().min(1).optional(),
     maxSeedChars: z.number().int().min(1).default(2000),
-    gpu: z.enum(["auto", "cuda", "metal", "vulkan", "off"]).default("auto"),
+    gpu: z.enum(["auto", "cuda", "metal", "off"]).default("auto"),
   })
   .superRefine((c, ctx) => {
     if (c.provider === "openai-compatible" && !c.baseUrl && !process.env.OPENAI_BASE_URL) {

@@ -343,15 +343,9 @@ export class ChainGenerator {
         const input = result.usage.inputTokens ?? counted.tokens;
         const output = result.usage.outputTokens ?? maxOut;
         const estimated = result.usage.inputTokens === undefined || result.usage.outputTokens === undefined;
-        await this.o.ledger.charge(reservation, {
-          usd: this.o.price ? costUsd(this.o.price, input, output, result.usage.cachedInputTokens ?? 0) : 0,
-          inputTokens: input,
-          outputTokens: output,
-          cachedInputTokens: result.usage.cachedInputTokens,
-          requestId: result.requestId,
-          ...(estimated ? { estimated: true, note: "provider did not report usage; counted or worst case" } : {}),
-        });
         for (const w of result.warnings) this.warnings.set(JSON.stringify(w), w);
+        // The response is saved before the charge: a kill between the two leaves a saved response
+        // and an open reservation, which resume charges at its worst case (never a lost response).
         await this.o.responsesOut.append({
           key,
           chain_id: ctx.chainId,
@@ -363,6 +357,14 @@ export class ChainGenerator {
           ...(result.requestId ? { request_id: result.requestId } : {}),
           ts: (this.o.now ?? (() => new Date()))().toISOString(),
         } satisfies CachedResponse);
+        await this.o.ledger.charge(reservation, {
+          usd: this.o.price ? costUsd(this.o.price, input, output, result.usage.cachedInputTokens ?? 0) : 0,
+          inputTokens: input,
+          outputTokens: output,
+          cachedInputTokens: result.usage.cachedInputTokens,
+          requestId: result.requestId,
+          ...(estimated ? { estimated: true, note: "provider did not report usage; counted or worst case" } : {}),
+        });
         return result;
       },
       this.retryPolicy,

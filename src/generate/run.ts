@@ -37,7 +37,7 @@ const VERSION = (JSON.parse(readFileSync(join(PROJECT_ROOT, "package.json"), "ut
 
 async function loadCfgBuilder(): Promise<{ builder: CfgStepBuilder; template: PromptTemplate }> {
   const cfg = await import("../steering/cfg.ts");
-  return { builder: cfg.buildCfgStepRequest as CfgStepBuilder, template: cfg.cfgPromptTemplate() };
+  return { builder: cfg.buildCfgStepRequest as CfgStepBuilder, template: cfg.cfgTemplate() };
 }
 
 /**

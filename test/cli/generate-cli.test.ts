@@ -21,7 +21,7 @@ interface CliResult {
 
 function cli(args: string[], opts: { env?: Record<string, string | undefined>; onSpawn?: (kill: (sig: NodeJS.Signals) => void) => void; cwd?: string } = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    const env = { ...process.env, ONNXRUNTIME_NODE_INSTALL: "skip", ...opts.env };
+    const env: Record<string, string | undefined> = { ...process.env, ONNXRUNTIME_NODE_INSTALL: "skip", ...opts.env };
     for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
     const child = spawn(process.execPath, [join(PROJECT_ROOT, "bin/rankchain.js"), ...args], { env, stdio: ["ignore", "pipe", "pipe"], cwd: opts.cwd ?? PROJECT_ROOT });
     let stdout = "";
