@@ -105,6 +105,9 @@ export function registerValidate(program: Command): void {
             onStart: (total) => bar?.start(total, 0, { accepted: 0, repaired: 0, rejected: 0 }),
             onProgress: (p) => bar?.update(p.done, { accepted: p.accepted, repaired: p.repaired, rejected: p.rejected }),
             onWarning: (w) => process.stderr.write(`rankchain validate: warning: ${w}\n`),
+            onPhase: (m) => {
+              if (!opts.quiet) process.stderr.write(`rankchain validate: ${m}\n`);
+            },
           });
           bar?.stop();
           const c = summary.counts;

@@ -202,6 +202,8 @@ export interface ValidateRunOptions {
   onStart?: (total: number) => void;
   onProgress?: (p: ValidationProgress) => void;
   onWarning?: (message: string) => void;
+  /** Called before long phases that have no per-chain progress (embedding the holdout). */
+  onPhase?: (message: string) => void;
 }
 
 export interface ValidationSummary {
@@ -229,7 +231,7 @@ export interface ValidationSummary {
     exact_checks: number;
     memory_note: string;
   };
-  cost: RunCost & { kept_chains: number; usd_per_kept_chain: number | null };
+  cost: RunCost & { kept_chains: number; usd_per_kept_chain: number | null; usd_per_accepted_chain: number | null };
   outputs: string[];
 }
 
@@ -283,6 +285,7 @@ export async function validateRun(options: ValidateRunOptions): Promise<Validati
   let holdoutInfo: ValidationSummary["holdout"] = null;
   let holdoutIndex: CosineLshIndex<number> | undefined;
   if (options.holdout) {
+    options.onPhase?.(`embedding holdout ${options.holdout}`);
     const built = await buildHoldoutIndex(options.holdout, embedder, { batchSize, lsh });
     holdoutIndex = built.index;
     holdoutInfo = { file: options.holdout, sentences: built.sentences, threshold: thresholds.leakThreshold };
@@ -413,7 +416,12 @@ export async function validateRun(options: ValidateRunOptions): Promise<Validati
       memory_note:
         "the duplicate-chain index keeps one unit vector and one bucket entry per band for every kept chain; the holdout index the same per holdout sentence; everything else is streamed",
     },
-    cost: { ...cost, kept_chains: keptChains, usd_per_kept_chain: cost.usd !== null && keptChains > 0 ? cost.usd / keptChains : null },
+    cost: {
+      ...cost,
+      kept_chains: keptChains,
+      usd_per_kept_chain: cost.usd !== null && keptChains > 0 ? cost.usd / keptChains : null,
+      usd_per_accepted_chain: cost.usd !== null && counts.accepted > 0 ? cost.usd / counts.accepted : null,
+    },
     outputs: ["validated.jsonl", "accepted.jsonl", "validation.json"],
   };
   await rename(tmp(paths.validated), paths.validated);
