@@ -170,12 +170,12 @@ const CLIENT_SCRIPT = String.raw`
     type: "line",
     data: { datasets: [
       { label: "25th percentile", data: pts(d.decay.all, "p25"), borderColor: "rgba(37,99,235,0.35)", borderWidth: 1, pointRadius: 0, fill: false },
-      { label: "75th percentile", data: pts(d.decay.all, "p75"), borderColor: "rgba(37,99,235,0.35)", borderWidth: 1, pointRadius: 0, backgroundColor: blueBand, fill: "-1" },
+      { label: "interquartile range (all)", data: pts(d.decay.all, "p75"), borderColor: "rgba(37,99,235,0.35)", borderWidth: 1, pointRadius: 0, backgroundColor: blueBand, fill: "-1" },
       { label: "median (all)", data: pts(d.decay.all, "median"), borderColor: blue, borderWidth: 2, pointRadius: 2, fill: false },
       { label: "median (kept)", data: pts(d.decay.kept, "median"), borderColor: green, borderWidth: 2, borderDash: [5, 4], pointRadius: 0, fill: false }
     ] },
     options: { parsing: true, scales: { x: { type: "linear", title: { display: true, text: "step" }, ticks: { precision: 0 } }, y: { title: { display: true, text: "cosine to anchor" } } },
-      plugins: { tooltip: { mode: "index", intersect: false } } }
+      plugins: { tooltip: { mode: "index", intersect: false }, legend: { labels: { filter: function (item) { return item.datasetIndex !== 0; } } } } }
   }));
   var labels = [];
   for (var i = 0; i < d.spearman.all.length; i++) labels.push(d.spearman.edges[i].toFixed(1) + "…" + d.spearman.edges[i + 1].toFixed(1));
