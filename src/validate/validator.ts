@@ -1,6 +1,5 @@
-import { existsSync } from "node:fs";
+import { createReadStream, existsSync } from "node:fs";
 import { open, rename, rm, writeFile } from "node:fs/promises";
-import { createReadStream } from "node:fs";
 import { join } from "node:path";
 import { ConfigError } from "../errors.ts";
 import type { Embedder, EmbedderInfo } from "../embed/types.ts";
