@@ -34,11 +34,14 @@ export interface EvalMetric {
   name: string;
   baseline: number | null;
   model: number | null;
+  /** The improvement (as `rankchain eval` writes it): model − baseline, negated when lower is better. */
   delta: number | null;
   greater_is_better: boolean;
+  description: string | null;
 }
 
 export interface EvalData {
+  primary_metric: string | null;
   metrics: EvalMetric[];
   usd: number | null;
   usd_per_point: number | null;
@@ -118,17 +121,24 @@ export function readEval(runDir: string): EvalData | null {
       const r = m as Record<string, unknown>;
       const baseline = num(r.baseline);
       const model = num(r.model);
-      const delta = num(r.delta) ?? (baseline !== null && model !== null ? model - baseline : null);
+      const greater = r.greater_is_better !== false;
+      const delta = num(r.delta) ?? (baseline !== null && model !== null ? (greater ? model - baseline : baseline - model) : null);
       metrics.push({
         name: typeof r.name === "string" ? r.name : "metric",
         baseline,
         model,
         delta,
-        greater_is_better: r.greater_is_better !== false,
+        greater_is_better: greater,
+        description: typeof r.description === "string" ? r.description : null,
       });
     }
   }
-  return { metrics, usd: num(d.usd), usd_per_point: num(d.usd_per_point) };
+  return {
+    primary_metric: typeof d.primary_metric === "string" ? d.primary_metric : null,
+    metrics,
+    usd: num(d.usd),
+    usd_per_point: num(d.usd_per_point),
+  };
 }
 
 function readSummary(runDir: string): Record<string, unknown> | null {

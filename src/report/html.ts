@@ -60,16 +60,19 @@ function evalHtml(d: ReportData): string {
   if (!e) return "";
   const rows = e.metrics
     .map((m) => {
-      const gain = m.delta === null ? null : m.greater_is_better ? m.delta : -m.delta;
+      // delta is the improvement (eval negates it for lower-is-better metrics)
+      const gain = m.delta;
       const cls = gain === null ? "" : gain > 0 ? "good" : gain < 0 ? "bad" : "";
       // a "point" is 0.01 on a 0–1 metric, or 1 on a metric already reported in points (|value| > 1.5)
       const scale = Math.max(Math.abs(m.baseline ?? 0), Math.abs(m.model ?? 0)) > 1.5 ? 1 : 100;
       const perPoint = gain !== null && gain > 0 && e.usd !== null ? usd(e.usd / (gain * scale)) : "–";
-      return `<tr><td>${escapeHtml(m.name)}${m.greater_is_better ? "" : " (lower is better)"}</td><td class="num">${fmt(m.baseline, 4)}</td><td class="num">${fmt(m.model, 4)}</td><td class="num ${cls}">${m.delta === null ? "–" : (m.delta >= 0 ? "+" : "") + m.delta.toFixed(4)}</td><td class="num">${perPoint}</td></tr>`;
+      const primary = e.primary_metric === m.name ? ' <span class="tag">primary</span>' : "";
+      const title = m.description ? ` title="${escapeHtml(m.description)}"` : "";
+      return `<tr${title}><td>${escapeHtml(m.name)}${primary}${m.greater_is_better ? "" : " (lower is better)"}</td><td class="num">${fmt(m.baseline, 4)}</td><td class="num">${fmt(m.model, 4)}</td><td class="num ${cls}">${gain === null ? "–" : (gain >= 0 ? "+" : "") + gain.toFixed(4)}</td><td class="num">${perPoint}</td></tr>`;
     })
     .join("");
   return `<section><h2>Before / after post-training</h2>
-<table class="data"><thead><tr><th>metric</th><th>baseline</th><th>post-trained</th><th>Δ</th><th>cost per point gained</th></tr></thead><tbody>${rows || '<tr><td colspan="5">eval.json lists no metrics</td></tr>'}</tbody></table>
+<table class="data"><thead><tr><th>metric</th><th>baseline</th><th>post-trained</th><th>gain</th><th>cost per point gained</th></tr></thead><tbody>${rows || '<tr><td colspan="5">eval.json lists no metrics</td></tr>'}</tbody></table>
 <p class="note">Total spend counted by eval: ${usd(e.usd)}${e.usd_per_point !== null ? ` · cost per point (from eval.json): ${usd(e.usd_per_point)}` : ""}. A point is 0.01 of a 0–1 metric (e.g. Spearman 0.80 → 0.81), or 1 of a metric reported on a 0–100 scale.</p></section>`;
 }
 

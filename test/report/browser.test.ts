@@ -73,7 +73,9 @@ describe.skipIf(!haveChromium)("report.html in headless Chromium", () => {
       expect(worstText).toContain('<script>window.__pwned = true; alert("x")</script>');
       const evalText = await page.locator("section", { hasText: "Before / after" }).innerText();
       expect(evalText).toContain("stsb_spearman");
-      expect(evalText).toMatch(/\+0\.0108/);
+      expect(evalText).toMatch(/\+1\.0800/);
+      // $0.20 for 1.08 points (metric already in points)
+      expect(evalText).toContain("$0.1852");
 
       expect(errors).toEqual([]);
       expect(requests.filter((r) => r !== url)).toEqual([]);

@@ -27,7 +27,8 @@ describe("report data", () => {
     expect(d.best[0]!.spearman).toBe(1);
     expect(d.worst[0]!.spearman!).toBeLessThanOrEqual(d.worst[2]!.spearman!);
     expect(d.reasons.find((r) => r.kind === "refusal")?.chains).toBe(1);
-    expect(d.eval?.metrics[0]).toEqual({ name: "stsb_spearman", baseline: 0.8203, model: 0.8311, delta: 0.0108, greater_is_better: true });
+    expect(d.eval?.metrics[0]).toEqual({ name: "stsb_spearman", baseline: 82.03, model: 83.11, delta: 1.08, greater_is_better: true, description: "Spearman x100" });
+    expect(d.eval?.primary_metric).toBe("stsb_spearman");
     expect(d.eval?.metrics[1]).toMatchObject({ baseline: null, delta: null, greater_is_better: true });
   });
 
@@ -45,11 +46,17 @@ describe("report data", () => {
     const dir = tmpDir("report-eval");
     writeFileSync(join(dir, "eval.json"), "{not json");
     expect(readEval(dir)).toBeNull();
-    writeFileSync(join(dir, "eval.json"), JSON.stringify({ metrics: [{ name: "x", baseline: 0.5, model: 0.6 }, 7] }));
+    writeFileSync(
+      join(dir, "eval.json"),
+      JSON.stringify({ primary_metric: "x", metrics: [{ name: "x", baseline: 0.5, model: 0.6 }, 7, { name: "loss", baseline: 2, model: 1.5, greater_is_better: false }] }),
+    );
     const e = readEval(dir)!;
     expect(e.usd).toBeNull();
-    expect(e.metrics).toHaveLength(1);
+    expect(e.primary_metric).toBe("x");
+    expect(e.metrics).toHaveLength(2);
     expect(e.metrics[0]!.delta).toBeCloseTo(0.1, 12);
+    // without a delta, the gain is computed in the metric's direction (as rankchain eval does)
+    expect(e.metrics[1]!.delta).toBeCloseTo(0.5, 12);
   });
 
   it("escapes text and script-embedded JSON", () => {

@@ -45,9 +45,11 @@ export async function buildValidatedRun(): Promise<string> {
   writeFileSync(
     join(dir, "eval.json"),
     JSON.stringify({
+      // the shape `rankchain eval` writes: metrics in points (×100), delta = improvement
+      primary_metric: "stsb_spearman",
       metrics: [
-        { name: "stsb_spearman", baseline: 0.8203, model: 0.8311, delta: 0.0108, greater_is_better: true },
-        { name: "chain_order_kendall", baseline: null, model: 0.44 },
+        { name: "stsb_spearman", baseline: 82.03, model: 83.11, delta: 1.08, greater_is_better: true, description: "Spearman x100" },
+        { name: "chain_order_kendall", baseline: null, model: 44.1 },
       ],
       usd: 0.2,
       usd_per_point: null,
