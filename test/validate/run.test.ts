@@ -1,4 +1,4 @@
-import { appendFileSync, readFileSync, statSync, writeFileSync, existsSync, readdirSync } from "node:fs";
+import { appendFileSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../../src/errors.ts";
@@ -159,5 +159,6 @@ describe("streaming mechanics (hashing embedder: mechanics only, no quality clai
     expect(JSON.parse(out[N - 1]!).id).toBe(`c${N - 1}`);
     // the dedup index used candidate buckets, not all pairs
     expect(summary.dedup.exact_checks).toBeLessThan((N * (N - 1)) / 2 / 50);
+    rmSync(dir, { recursive: true, force: true });
   }, 120_000);
 });
