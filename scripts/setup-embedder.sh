@@ -7,9 +7,10 @@
 # Idempotent: a complete export (rankchain_embedder.json marker + ONNX file) is left alone;
 # FORCE=1 re-exports. Runs offline (HF_HUB_OFFLINE=1).
 set -euo pipefail
+CACHE=${RANKCHAIN_CACHE:-$HOME/.cache/rankchain}
+case "$CACHE" in /*) ;; *) CACHE="$PWD/$CACHE" ;; esac  # relative to the caller, like src/config/paths.ts
 cd "$(dirname "$0")/.."
 PY=${RANKCHAIN_PYTHON:-.venv/bin/python}
-CACHE=${RANKCHAIN_CACHE:-$HOME/.cache/rankchain}
 OUT="$CACHE/models/all-MiniLM-L6-v2"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
