@@ -13,8 +13,13 @@ export const TEXT_PATTERNS: readonly TextPattern[] = [
   { name: "sorry", kind: "refusal", re: /\b(?:I['’]m|I am) sorry\b|\bI apologi[sz]e\b/i },
   { name: "as-an-ai", kind: "refusal", re: /\bas an AI\b|\bas a (?:large )?language model\b|\bI['’]m an AI\b/i },
   { name: "cannot", kind: "refusal", re: /\bI (?:cannot|can['’]t|can not|won['’]t|am unable to|['’]m unable to|am not able to) (?:help|assist|comply|provide|rewrite|do that|fulfil|fulfill|create|generate|continue)\b/i },
-  { name: "here-is", kind: "boilerplate", re: /^\s*(?:here(?:['’]s| is| are)\b|below is\b)/i },
-  { name: "sure", kind: "boilerplate", re: /^\s*(?:sure|certainly|of course|okay|ok|absolutely|great)\s*[,!.:]/i },
+  // "Here is the rewritten sentence:", "Here's a paraphrase", but not "Here is a girl drinking soda."
+  {
+    name: "here-is",
+    kind: "boilerplate",
+    re: /^\s*(?:(?:here(?:['’]s| is| are)|below is)\b[^.!?\n]{0,60}?(?::|\b(?:rewrites?|rewritten|paraphrases?|paraphrased|versions?|sentences?|steps?|revisions?|options?|alternatives?)\b)|here you go\b)/i,
+  },
+  { name: "sure", kind: "boilerplate", re: /^\s*(?:sure|certainly|okay|ok|absolutely)\s*[,!.:]/i },
   { name: "rewrite-label", kind: "boilerplate", re: /^\s*(?:\**\s*)?(?:step\s*\d+|rewrite(?:\s*\d+)?|rewritten(?: sentence| version)?|paraphrase(?:\s*\d+)?|new sentence|sentence\s*\d+|output)\s*\**\s*:/i },
   { name: "meta-rewrite", kind: "boilerplate", re: /\b(?:the |this )?(?:rewritten|paraphrased) (?:sentence|version|text)\b|\bI (?:have |['’]ve )?(?:rewritten|rephrased|paraphrased)\b/i },
   { name: "note", kind: "boilerplate", re: /(?:^|\n)\s*\(?note:/i },

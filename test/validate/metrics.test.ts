@@ -124,5 +124,8 @@ describe("patterns", () => {
     expect(matchPatterns("Sure, the boat left at dawn.", "x").map((p) => p.name)).toEqual(["sure"]);
     expect(matchPatterns("Step 3: the boat left.", "x").map((p) => p.name)).toEqual(["rewrite-label"]);
     expect(matchPatterns("The boat left the harbour at dawn.", "x")).toEqual([]);
+    expect(matchPatterns("Here is a little girl drinking her soda at an aquarium.", "x")).toEqual([]);
+    expect(matchPatterns("Here's a paraphrase that keeps the meaning", "x").map((p) => p.name)).toEqual(["here-is"]);
+    expect(matchPatterns("Here you go: the boat left.", "x").map((p) => p.name)).toEqual(["here-is"]);
   });
 });
