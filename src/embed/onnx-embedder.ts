@@ -255,24 +255,18 @@ export class OnnxEmbedder implements Embedder {
   /** Tokenises without transformers.js' truncation (which drops the closing special token). */
   private encode(texts: string[]): Encoded {
     const enc = this.tokenizer(texts, { padding: false, truncation: false, return_tensor: false }) as unknown as Encoded;
-    for (const key of ["input_ids", "attention_mask", "token_type_ids"] as const) {
-      const rows = enc[key];
-      if (!rows) continue;
-      for (let i = 0; i < rows.length; i++) {
-        const r = rows[i]!;
-        if (r.length > this.maxLength) rows[i] = this.truncate(r, enc.input_ids[i]!);
-      }
+    const max = this.maxLength;
+    for (let i = 0; i < enc.input_ids.length; i++) {
+      const ids = enc.input_ids[i]!;
+      if (ids.length <= max) continue;
+      // Keep the first tokens; a closing special token (e.g. [SEP]) stays at the end, as in the Python tokenizers.
+      const keepLast = this.specialIds.has(ids[ids.length - 1]!);
+      const cut = (row: number[]) => (keepLast ? [...row.slice(0, max - 1), row[row.length - 1]!] : row.slice(0, max));
+      enc.input_ids[i] = cut(ids);
+      enc.attention_mask[i] = cut(enc.attention_mask[i]!);
+      if (enc.token_type_ids?.[i]) enc.token_type_ids[i] = cut(enc.token_type_ids[i]!);
     }
     return enc;
-  }
-
-  /** Keeps the first maxLength tokens; a closing special token (e.g. [SEP]) stays at the end. */
-  private truncate(row: number[], ids: number[]): number[] {
-    const lastIsSpecial = this.specialIds.has(ids[ids.length - 1]!);
-    if (!lastIsSpecial) return row.slice(0, this.maxLength);
-    const out = row.slice(0, this.maxLength - 1);
-    out.push(row[row.length - 1]!);
-    return out;
   }
 
   async embed(texts: string[]): Promise<Float32Array[]> {
