@@ -43,6 +43,11 @@ export interface LocalModelOptions {
   /** CPU threads; default: the machine's available parallelism. */
   threads?: number | undefined;
   env?: NodeJS.ProcessEnv | undefined;
+  /**
+   * How the two CFG sequences are evaluated per token: "batched" (default; one batch holds both)
+   * or "sequential" (one after the other; only for benchmarking the difference).
+   */
+  cfgEvaluation?: "batched" | "sequential" | undefined;
 }
 
 /** What the guided and plain decoders report besides the text (in GenerateResult.raw). */
@@ -80,6 +85,8 @@ export class LocalLanguageModel implements LanguageModel {
     private readonly sequences: readonly [LlamaContextSequence, LlamaContextSequence],
     private readonly chatWrapper: ChatWrapper,
     private readonly defaultSeed: number | undefined,
+    /** See LocalModelOptions.cfgEvaluation; may be switched between requests (benchmarks). */
+    public cfgEvaluation: "batched" | "sequential",
   ) {
     this.stopTokens = new Set();
     const probe = chatWrapper.generateContextState({ chatHistory: [{ type: "user", text: "x" }, { type: "model", response: [] }] });
@@ -137,7 +144,7 @@ export class LocalLanguageModel implements LanguageModel {
       });
       const sequences = [context.getSequence(), context.getSequence()] as const;
       const chatWrapper = resolveChatWrapper(model);
-      return new LocalLanguageModel(modelId, modelPath, llama, model, context, sequences, chatWrapper, options.seed);
+      return new LocalLanguageModel(modelId, modelPath, llama, model, context, sequences, chatWrapper, options.seed, options.cfgEvaluation ?? "batched");
     } catch (e) {
       await llama.dispose();
       throw e;
@@ -268,10 +275,7 @@ export class LocalLanguageModel implements LanguageModel {
     const stopAtNewline = request.stopAtNewline ?? true;
 
     // prompt tails of both sequences in one batch; logits only at the last position
-    let [posLogits, negLogits] = await Promise.all([
-      this.evaluateForLogits(posSeq, posPrompt.slice(posReused)),
-      negPrompt ? this.evaluateForLogits(negSeq, negPrompt.slice(negReused)) : Promise.resolve(undefined),
-    ]);
+    let [posLogits, negLogits] = await this.evaluatePair(posSeq, posPrompt.slice(posReused), negPrompt ? negSeq : undefined, negPrompt?.slice(negReused) ?? []);
     const out: Token[] = [];
     let finish: FinishReason = FINISH_LENGTH;
     let text = "";
@@ -296,10 +300,7 @@ export class LocalLanguageModel implements LanguageModel {
       }
       if (out.length >= request.maxOutputTokens) break;
       // the same token goes to both sequences, evaluated together in one batch
-      [posLogits, negLogits] = await Promise.all([
-        this.evaluateForLogits(posSeq, [token]),
-        negPrompt ? this.evaluateForLogits(negSeq, [token]) : Promise.resolve(undefined),
-      ]);
+      [posLogits, negLogits] = await this.evaluatePair(posSeq, [token], negPrompt ? negSeq : undefined, [token]);
     }
     if (finish === FINISH_EOG) text = this.outputText(out.slice(0, -1));
     const details: LocalGenerationDetails = { tokens: out, promptTokens: { positive: posPrompt.length, negative: negPrompt?.length } };
@@ -320,10 +321,10 @@ export class LocalLanguageModel implements LanguageModel {
    * Next-token log-probabilities for one prompt after a given generated prefix, read back from
    * the model (for tests and diagnostics; uses the first sequence).
    */
-  nextTokenLogProbs(messages: readonly ChatMessage[], generated: readonly Token[] = []): Promise<Float64Array> {
+  nextTokenLogProbs(messages: readonly ChatMessage[], generated: readonly Token[] = [], options: { sequence?: 0 | 1 } = {}): Promise<Float64Array> {
     return this.serialize(async () => {
       const tokens = [...this.promptTokens(messages), ...generated];
-      const seq = this.sequences[0];
+      const seq = this.sequences[options.sequence ?? 0];
       const reused = await this.alignPrefix(seq, tokens);
       const logits = await this.evaluateForLogits(seq, tokens.slice(reused));
       return logSoftmax(logits, this.vocabularySize(logits));
@@ -346,6 +347,25 @@ export class LocalLanguageModel implements LanguageModel {
       this.vocabSize = Math.max(max + 1, logits.size);
     }
     return this.vocabSize;
+  }
+
+  /**
+   * Evaluates new tokens on the positive and (when guided) the negative sequence. Batched: both
+   * controlledEvaluate calls are queued in the same tick, so node-llama-cpp decodes them in one
+   * llama.cpp batch.
+   */
+  private async evaluatePair(
+    pos: LlamaContextSequence,
+    posTokens: readonly Token[],
+    neg: LlamaContextSequence | undefined,
+    negTokens: readonly Token[],
+  ): Promise<[Map<Token, number>, Map<Token, number> | undefined]> {
+    if (!neg) return [await this.evaluateForLogits(pos, posTokens), undefined];
+    if (this.cfgEvaluation === "sequential") {
+      const p = await this.evaluateForLogits(pos, posTokens);
+      return [p, await this.evaluateForLogits(neg, negTokens)];
+    }
+    return Promise.all([this.evaluateForLogits(pos, posTokens), this.evaluateForLogits(neg, negTokens)]);
   }
 
   private async evaluateForLogits(seq: LlamaContextSequence, tokens: readonly Token[]): Promise<Map<Token, number>> {
