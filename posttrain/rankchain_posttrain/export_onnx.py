@@ -202,6 +202,8 @@ def export_model(
         onnx_file = tmp / ONNX_RELPATH
         with torch.no_grad():
             if dynamo:
+                # the torch.export-based exporter emits opset 18+; down-converting fails on Reduce* axes
+                opset = max(opset, 18)
                 batch = torch.export.Dim("batch", min=1)
                 seq = torch.export.Dim("sequence", min=1)
                 torch.onnx.export(
@@ -230,6 +232,9 @@ def export_model(
         import onnx
 
         onnx.checker.check_model(str(onnx_file))
+        written = onnx.load(str(onnx_file), load_external_data=False)
+        opset = next((o.version for o in written.opset_import if o.domain in ("", "ai.onnx")), opset)
+        del written
         hidden_size = int(auto_model.config.hidden_size)
         marker = {
             "format_version": FORMAT_VERSION,
