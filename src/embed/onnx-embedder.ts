@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { AutoModel, AutoTokenizer, Tensor as HfTensor, type PreTrainedTokenizer } from "@huggingface/transformers";
+import { AutoModel, AutoTokenizer, env as hfEnv, Tensor as HfTensor, type PreTrainedTokenizer } from "@huggingface/transformers";
 import * as ort from "onnxruntime-node";
 import { ConfigError, RankchainError } from "../errors.ts";
 import { readModelDir, sentenceTransformersPipeline, type ModelDirConfig, type Pooling } from "./model-dir.ts";
@@ -344,14 +344,20 @@ async function hubPipelineConfig(
   const files = ["modules.json", "1_Pooling/config.json"];
   if (opts.allowRemote) {
     const doFetch = opts.fetch ?? fetch;
-    const host = (opts.remoteHost ?? "https://huggingface.co/").replace(/\/?$/, "/");
+    const host = (opts.remoteHost ?? hfEnv.remoteHost ?? "https://huggingface.co/").replace(/\/?$/, "/");
     for (const f of files) {
       const path = join(local, f);
       if (existsSync(path)) continue;
-      const res = await doFetch(`${host}${id}/resolve/main/${f}`);
-      if (!res.ok) continue;
-      mkdirSync(dirname(path), { recursive: true });
-      writeFileSync(path, await res.text());
+      try {
+        const res = await doFetch(`${host}${id}/resolve/main/${f}`);
+        if (!res.ok) continue; // not a sentence-transformers repo: mean pooling, no normalisation
+        const text = await res.text();
+        mkdirSync(dirname(path), { recursive: true });
+        writeFileSync(path, text);
+      } catch (e) {
+        // Guessing the pooling would give wrong vectors silently; fail instead.
+        throw new ConfigError(`cannot read ${f} of hub id "${id}" from ${host}: ${(e as Error).message}`, { cause: e });
+      }
     }
   }
   if (!existsSync(join(local, "1_Pooling", "config.json"))) return undefined;
