@@ -190,6 +190,19 @@ def write_json(path: str, doc: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def run_cost_usd(run_dir: str) -> float | None:
+    """What generating a run's data cost: run.json's totals.usd, or None when unknown."""
+    path = os.path.join(run_dir, "run.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            usd = json.load(fh).get("totals", {}).get("usd")
+    except (OSError, json.JSONDecodeError, AttributeError) as e:
+        raise DataError(f"cannot read the run manifest: {e}", file=path) from None
+    return float(usd) if isinstance(usd, (int, float)) and math.isfinite(usd) else None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rankchain_posttrain.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="sentence-transformers or Hugging Face encoder directory")
@@ -197,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sts", required=True, help="TSV with header sentence1<TAB>sentence2<TAB>score")
     p.add_argument("--chains", help="held-out chains: a JSONL file of chain records or a run directory")
     p.add_argument("--usd", type=float, help="what the training data cost, for usd_per_point")
+    p.add_argument("--data", help="the training data's run directory: usd defaults to its run.json totals.usd")
     p.add_argument("--out", default="eval.json", help="where to write eval.json (default ./eval.json)")
     p.add_argument("--device", default="cpu", help="torch device for encoding (default cpu)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -213,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.sts,
             baseline_dir=args.baseline,
             chains=args.chains,
-            usd=args.usd,
+            usd=args.usd if args.usd is not None else (run_cost_usd(args.data) if args.data else None),
             device=args.device,
             batch_size=args.batch_size,
             max_seq_length=args.max_seq_length,

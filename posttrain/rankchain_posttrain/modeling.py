@@ -71,16 +71,31 @@ def describe_encoder(model) -> dict[str, Any]:
     return info
 
 
-def embed(model, sentences: Sequence[str], device: torch.device, forward=None) -> torch.Tensor:
-    """Sentence embeddings ``[N, d]`` with the autograd graph (for training).
+def embed(model, sentences: Sequence[str], device: torch.device, forward=None, chunk_size: int | None = None) -> torch.Tensor:
+    """Sentence embeddings ``[N, d]`` with the autograd graph (for training), in input order.
 
     ``model`` is the plain SentenceTransformer (for preprocessing); ``forward`` the module to call
-    (e.g. the DDP-wrapped model), defaulting to ``model``.
+    (e.g. the DDP-wrapped model), defaulting to ``model``. With ``chunk_size``, sentences are sorted
+    by length and encoded in chunks of that many, so a batch of many chains is padded per chunk of
+    similar lengths instead of to its longest sentence (less padding compute and activation memory).
+    Only use it where several forward calls before one backward are allowed (not under DDP).
     """
-    features = model.preprocess(list(sentences))
-    features = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in features.items()}
-    out = (forward or model)(features)
-    return out["sentence_embedding"]
+    fwd = forward or model
+    sentences = list(sentences)
+
+    def run(batch: list[str]) -> torch.Tensor:
+        features = model.preprocess(batch)
+        features = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in features.items()}
+        return fwd(features)["sentence_embedding"]
+
+    if not chunk_size or len(sentences) <= chunk_size:
+        return run(sentences)
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    parts = [run([sentences[i] for i in order[start : start + chunk_size]]) for start in range(0, len(order), chunk_size)]
+    stacked = torch.cat(parts)
+    inverse = torch.empty(len(order), dtype=torch.long, device=stacked.device)
+    inverse[torch.tensor(order, device=stacked.device)] = torch.arange(len(order), device=stacked.device)
+    return stacked[inverse]
 
 
 @torch.no_grad()

@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pooling", default="auto", choices=POOLINGS, help="student pooling (auto = as saved with the model)")
     p.add_argument("--teacher-pooling", default="auto", choices=POOLINGS)
     p.add_argument("--max-seq-length", type=int, help="truncate inputs to this many tokens (default: the model's)")
+    p.add_argument("--encode-chunk", type=int, default=0,
+                   help="encode a batch's sentences in length-sorted chunks of this many (0 = one padded batch; "
+                        "chunks save padding and memory on GPUs, single process only)")
     p.add_argument("--eval-sts", help="STS TSV (sentence1, sentence2, score) evaluated every --eval-every steps; best kept")
     p.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (0 = at the end of each epoch)")
     p.add_argument("--checkpoint-every", type=int, default=200, help="save a resumable checkpoint every N steps")
@@ -92,6 +95,8 @@ def check_args(args: argparse.Namespace) -> None:
         positive(name.replace("_", "-"), getattr(args, name))
     if not math.isfinite(args.omega) or args.omega < 0:
         raise DataError(f"--omega must be a number >= 0, got {args.omega!r}")
+    if args.encode_chunk < 0:
+        raise DataError(f"--encode-chunk must be >= 0, got {args.encode_chunk!r}")
     if args.eval_every < 0:
         raise DataError(f"--eval-every must be >= 0, got {args.eval_every!r}")
     if not 0 <= args.warmup_ratio < 1:
@@ -308,7 +313,8 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
         accelerator.wait_for_everyone()
         if main:
             score = evaluator(base)
-            improved = best is None or score > best["stsb_spearman"]
+            # Step 0 is the base model's score, reported for reference; the best is chosen among trained steps.
+            improved = at_step > 0 and (best is None or score > best["stsb_spearman"])
             if improved:
                 best = {"step": at_step, "stsb_spearman": score}
                 shutil.rmtree(best_dir, ignore_errors=True)
@@ -343,7 +349,7 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
             loss=loss_fn.config_dict(),
         )
     if evaluator is not None and step == 0 and not any(h["step"] == 0 for h in history):
-        run_eval(0)  # the base model's score: "best" only ever improves on it
+        run_eval(0)  # the base model's score, for reference
 
     loop_started = time.time()
     first_step = step
@@ -356,11 +362,12 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
             sentences = [s for c in chains for s in c.sentences]
             lengths = torch.tensor([len(c.sentences) for c in chains], device=device)
             with accelerator.autocast():
-                student_emb = embed(base, sentences, device, forward=wrapped)
+                # DDP allows one forward per backward: chunked encoding only in a single process.
+                student_emb = embed(base, sentences, device, forward=wrapped, chunk_size=(args.encode_chunk or None) if world == 1 else None)
                 teacher_emb = None
                 if teacher is not None:
                     with torch.no_grad():
-                        teacher_emb = embed(teacher, sentences, device)
+                        teacher_emb = embed(teacher, sentences, device, chunk_size=args.encode_chunk or None)
                 parts = loss_fn(student_emb, teacher_emb, lengths)
             loss = torch.stack(list(parts.values())).sum()
             # One collective per step: every process learns every part's value (and finiteness).

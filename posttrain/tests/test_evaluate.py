@@ -77,3 +77,24 @@ def test_metric_entry_delta_and_usd_per_point():
     m = metric_entry(STS_METRIC, 80.5, 78.0)
     assert m["delta"] == 2.5 and m["greater_is_better"] is True
     assert metric_entry(STS_METRIC, float("nan"), 78.0)["model"] is None
+
+
+def test_usd_from_run_manifest(tmp_path):
+    from rankchain_posttrain.evaluate import run_cost_usd
+
+    assert run_cost_usd(str(tmp_path)) is None
+    (tmp_path / "run.json").write_text(json.dumps({"totals": {"usd": 1.25}}))
+    assert run_cost_usd(str(tmp_path)) == 1.25
+    (tmp_path / "run.json").write_text("{torn")
+    with pytest.raises(Exception, match="cannot read the run manifest"):
+        run_cost_usd(str(tmp_path))
+
+
+def test_usd_per_point_when_the_model_gains(monkeypatch, sts_file, minilm_path):
+    from rankchain_posttrain import evaluate as ev
+
+    calls = iter([80.0, 78.0])  # model, then baseline
+    monkeypatch.setattr(ev.StsEvaluator, "__call__", lambda self, model: next(calls))
+    monkeypatch.setattr(ev, "load_encoder", lambda path, **kw: object())
+    doc = ev.evaluate("m", str(sts_file), baseline_dir="b", usd=3.0)
+    assert doc["metrics"][0]["delta"] == 2.0 and doc["usd_per_point"] == 1.5

@@ -23,6 +23,7 @@ export interface PosttrainOptions {
   omega?: number;
   pooling?: "auto" | "cls" | "mean";
   maxSeqLength?: number;
+  encodeChunk?: number;
   evalSts?: string;
   evalEvery?: number;
   checkpointEvery?: number;
@@ -51,6 +52,7 @@ const FLAGS: Array<[keyof PosttrainOptions, string]> = [
   ["omega", "--omega"],
   ["pooling", "--pooling"],
   ["maxSeqLength", "--max-seq-length"],
+  ["encodeChunk", "--encode-chunk"],
   ["evalSts", "--eval-sts"],
   ["evalEvery", "--eval-every"],
   ["checkpointEvery", "--checkpoint-every"],
