@@ -131,6 +131,25 @@ def _copy_model_dir(model: Any, src: Path, out: Path) -> None:
             shutil.copy2(src / name, out / name)
 
 
+def _rebuild_pipeline(model: Any, pooling: str | None, normalize: bool | None) -> Any:
+    """Transformer + the requested Pooling (+ Normalize) as a new SentenceTransformer."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Normalize, Pooling
+
+    current = describe_pipeline(model)
+    mode = pooling or current["pooling"]
+    if mode not in SUPPORTED_POOLING:
+        raise ExportError(f"pooling {mode!r} is not supported; use one of {', '.join(SUPPORTED_POOLING)}")
+    norm = current["normalize"] if normalize is None else normalize
+    transformer = current["transformer"]
+    modules = [transformer, Pooling(int(transformer.auto_model.config.hidden_size), pooling_mode=mode)]
+    if norm:
+        modules.append(Normalize())
+    rebuilt = SentenceTransformer(modules=modules, device="cpu")
+    rebuilt.eval()
+    return rebuilt
+
+
 def _embedding_dimension(model: Any) -> int | None:
     getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     return getter()
@@ -152,6 +171,8 @@ def export_model(
     dynamo: bool = False,
     overwrite: bool = True,
     max_seq_length: int | None = None,
+    pooling: str | None = None,
+    normalize: bool | None = None,
 ) -> Path:
     """Exports ``src`` (a sentence-transformers or plain Hugging Face encoder directory) to ``out``.
 
@@ -160,6 +181,10 @@ def export_model(
     gets sentence-transformers' default (mean pooling, no normalisation). The export is written to
     a temporary sibling directory and moved into place at the end, so ``out`` is either complete
     or untouched. Returns ``out`` as a Path.
+
+    ``pooling`` ("mean", "cls", "max") and ``normalize`` override what the source says (e.g. a
+    plain encoder known to be CLS-pooled and normalised); the saved sentence-transformers pipeline
+    is rebuilt to match, so sentence-transformers and the ONNX graph still give the same vectors.
     """
     import torch
     from sentence_transformers import SentenceTransformer
@@ -179,6 +204,8 @@ def export_model(
     model.eval()
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
+    if pooling is not None or normalize is not None:
+        model = _rebuild_pipeline(model, pooling, normalize)
     parts = describe_pipeline(model)
     transformer = parts["transformer"]
     auto_model = transformer.auto_model
@@ -287,9 +314,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--dynamo", action="store_true", help="use the torch.export-based exporter instead of the TorchScript one")
     parser.add_argument("--max-seq-length", type=int, default=None, help="override the model's max_seq_length")
+    parser.add_argument("--pooling", choices=SUPPORTED_POOLING, default=None, help="override the source's pooling")
+    parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                        help="force (--normalize) or drop (--no-normalize) L2 normalisation; default: as the source says")
     args = parser.parse_args(argv)
     try:
-        out = export_model(args.model, args.out, opset=args.opset, dynamo=args.dynamo, max_seq_length=args.max_seq_length)
+        out = export_model(args.model, args.out, opset=args.opset, dynamo=args.dynamo, max_seq_length=args.max_seq_length,
+                           pooling=args.pooling, normalize=args.normalize)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -129,3 +129,24 @@ def test_missing_source_is_a_clear_error(tmp_path, capsys):
     assert "no config.json" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
     assert not is_exported(tmp_path / "empty")
+
+
+def test_pooling_and_normalize_overrides_rebuild_the_pipeline(minilm_path, tmp_path):
+    """A plain encoder known to be CLS-pooled and normalised: both the saved pipeline and the graph follow."""
+    from sentence_transformers import SentenceTransformer
+
+    src = tmp_path / "plain"
+    src.mkdir()
+    for f in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy2(Path(minilm_path) / f, src / f)
+    out = tmp_path / "out"
+    assert main(["--model", str(src), "--out", str(out), "--pooling", "cls", "--normalize", "--max-seq-length", "64"]) == 0
+    marker = json.loads((out / MARKER_FILE).read_text())
+    assert marker["pooling"] == "cls" and marker["normalize"] is True
+    modules = json.loads((out / "modules.json").read_text())
+    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling", "Normalize"]
+    ref = SentenceTransformer(str(out), device="cpu").encode(SENTENCES[:4], convert_to_numpy=True)
+    sent, hidden = _onnx_embed(out, SENTENCES[:4])
+    assert _cosines(sent, ref).min() >= 0.999
+    first = hidden[:, 0] / np.linalg.norm(hidden[:, 0], axis=1, keepdims=True)
+    np.testing.assert_allclose(sent, first, atol=1e-5)
