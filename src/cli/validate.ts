@@ -3,7 +3,6 @@ import { SingleBar } from "cli-progress";
 import { existsSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { BudgetLedger } from "../budget/ledger.ts";
-import { createEmbedder, resolveEmbedderSpec } from "../embed/index.ts";
 import { ConfigError } from "../errors.ts";
 import { writeReport } from "../report/index.ts";
 import { DEFAULT_GATE_THRESHOLDS, HARD_KINDS, POLICIES, validateRun, type GateThresholds, type Policy } from "../validate/index.ts";
@@ -66,6 +65,8 @@ export function registerValidate(program: Command): void {
     .option("--quiet", "no progress bar")
     .action(
       action(async (runDir: string, opts: ValidateFlags) => {
+        // loaded here, not at start-up: the ONNX runtime and tokenizers take seconds to import
+        const { createEmbedder, resolveEmbedderSpec } = await import("../embed/index.ts");
         const dir = resolve(runDir);
         if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError("run directory not found", { location: { file: runDir } });
         if (!existsSync(join(dir, "chains.jsonl"))) throw new ConfigError("no chains.jsonl in the run directory", { location: { file: runDir } });
