@@ -5,21 +5,29 @@
  *   guided G=1   generateGuided() at G = 1: one sequence, full logits read back per token
  *   CFG batched  G = 1.5: two sequences evaluated in one batch per token (the default)
  *   CFG seq.     G = 1.5: the two sequences evaluated one after the other
- * and chains per minute for 4-step greedy CFG chains. Run: npx tsx bench/cfg/run.ts [MODEL]
+ * and chains per minute for 4-step greedy CFG chains; then, with node-llama-cpp directly, the
+ * forward pass alone (next token sampled natively, no logits read back) for one sequence vs two
+ * sequences in one batch, which is what batching the CFG pair buys.
+ * Run: npx tsx bench/cfg/run.ts [MODEL]
  */
 import { availableParallelism, cpus } from "node:os";
-import { createLocalModel } from "../../src/llm/local/index.ts";
+import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp";
+import { createLocalModel, defaultThreads } from "../../src/llm/local/index.ts";
 import { pullModel } from "../../src/models/index.ts";
-import { buildCfgStepRequest, cfgRewriteMessages } from "../../src/steering/cfg.ts";
+import { buildCfgStepRequest } from "../../src/steering/cfg.ts";
 
 const modelName = process.argv[2] ?? "default";
-const TOKENS = 32;
+const TOKENS = 48;
+// prompts that make the model write a paragraph, so every run decodes close to TOKENS tokens
+// (speed is tokens/s including each prompt's prefill; short rewrites would measure mostly prefill)
+const topics = ["a lighthouse keeper's ordinary day", "how bread is baked in a village bakery", "a train journey through the mountains in winter"];
+const ask = (t: string) => [{ role: "user" as const, content: `Write a long paragraph about ${t}.` }];
+const pairs = topics.map((t, i) => ({ positive: ask(t), negative: ask(topics[(i + 1) % topics.length]!) }));
 const anchors = [
   "Interest rates rose sharply after the central bank meeting.",
   "The library extended its opening hours during exam week.",
   "She forgot her umbrella and got soaked on the way home.",
 ];
-const pairs = anchors.map((a, i) => ({ positive: cfgRewriteMessages(anchors[(i + 1) % anchors.length]!), negative: cfgRewriteMessages(a) }));
 
 if (modelName === "default" || !modelName.includes("/")) await pullModel(modelName === "default" ? undefined : modelName);
 const model = await createLocalModel({ model: modelName, gpu: "off" });
@@ -61,4 +69,28 @@ for (const anchor of anchors) {
 }
 const minutes = (performance.now() - t0) / 60000;
 console.log(`4-step greedy CFG chains (G=1.5, <=48 tokens/step): ${anchors.length} chains in ${(minutes * 60).toFixed(1)} s = ${(anchors.length / minutes).toFixed(1)} chains/min`);
+const modelPath = model.modelPath;
 await model.dispose();
+
+// forward pass only: one sequence vs two sequences decoded in the same batch
+{
+  const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+  const m = await llama.loadModel({ modelPath });
+  const ctx = await m.createContext({ contextSize: 1024, sequences: 2, threads: defaultThreads() });
+  const [a, b] = [ctx.getSequence(), ctx.getSequence()];
+  const prompt = m.tokenize("Once upon a time, in a village by the sea, there lived");
+  await Promise.all([a.evaluateWithoutGeneratingNewTokens(prompt), b.evaluateWithoutGeneratingNewTokens(prompt)]);
+  const step = (s: typeof a, t: Token) => s.controlledEvaluate([[t, { generateNext: { token: true } }]]).then((r) => r[0]!.next.token!);
+  const N = 48;
+  const time = async (pair: boolean) => {
+    let t = prompt[prompt.length - 1]!;
+    const t0 = performance.now();
+    for (let i = 0; i < N; i++) t = pair ? (await Promise.all([step(a, t), step(b, t)]))[0] : await step(a, t);
+    return (performance.now() - t0) / N;
+  };
+  await time(false);
+  const one = await time(false);
+  const two = await time(true);
+  console.log(`forward only: 1 sequence ${one.toFixed(1)} ms/token, 2 sequences batched ${two.toFixed(1)} ms/token, ratio ${(one / two).toFixed(2)} (>= 0.6 means the pair costs well under two passes)`);
+  await llama.dispose();
+}

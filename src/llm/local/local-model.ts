@@ -40,7 +40,11 @@ export interface LocalModelOptions {
   contextSize?: number | undefined;
   /** Default seed for sampling at temperature > 0 when a request gives none. */
   seed?: number | undefined;
-  /** CPU threads; default: the machine's available parallelism. */
+  /**
+   * CPU threads for llama.cpp; default: available parallelism − 1 (at least 1). One core is left
+   * for the JavaScript thread, which reads back the logits; llama.cpp's threads spin-wait, and
+   * on a busy 2-core machine 2 threads measured up to 10× slower than 1.
+   */
   threads?: number | undefined;
   env?: NodeJS.ProcessEnv | undefined;
   /**
@@ -138,7 +142,7 @@ export class LocalLanguageModel implements LanguageModel {
       const context = await model.createContext({
         sequences: 2,
         contextSize,
-        threads: options.threads ?? Math.max(1, availableParallelism()),
+        threads: options.threads ?? defaultThreads(env),
         // keep the full KV cache on sliding-window models (Gemma 3) so prompt prefixes can be reused
         swaFullCache: true,
       });
@@ -404,6 +408,13 @@ export class LocalLanguageModel implements LanguageModel {
       );
     }
   }
+}
+
+/** $RANKCHAIN_THREADS, else available parallelism − 1 (at least 1). */
+export function defaultThreads(env: NodeJS.ProcessEnv = process.env): number {
+  const fromEnv = Number(env.RANKCHAIN_THREADS);
+  if (Number.isInteger(fromEnv) && fromEnv > 0) return fromEnv;
+  return Math.max(1, availableParallelism() - 1);
 }
 
 function firstStop(text: string, stops: readonly string[]): number | undefined {
