@@ -84,6 +84,19 @@ export function runPythonModule(opts: RunPythonOptions): Promise<RunPythonResult
       stdio: ["ignore", "pipe", "pipe"],
       signal: opts.signal,
     });
+    // Ctrl-C reaches the child through the terminal's process group; stay alive until it has saved
+    // its checkpoint and exited, then forward its exit code (130).
+    // A SIGTERM sent to this process alone is passed on to the child.
+    const ignoreSignal = (): void => {};
+    const forwardTerm = (): void => {
+      child.kill("SIGTERM");
+    };
+    process.on("SIGINT", ignoreSignal);
+    process.on("SIGTERM", forwardTerm);
+    const release = (): void => {
+      process.off("SIGINT", ignoreSignal);
+      process.off("SIGTERM", forwardTerm);
+    };
     const events: PythonEvent[] = [];
     const stderrTail: string[] = [];
     let error: PythonEvent | undefined;
@@ -111,6 +124,7 @@ export function runPythonModule(opts: RunPythonOptions): Promise<RunPythonResult
       opts.onStderr?.(line);
     });
     child.on("error", (e) => {
+      release();
       if ((e as NodeJS.ErrnoException).code === "ENOENT") {
         reject(new ConfigError(`Python interpreter not found: ${python}; ${PYTHON_INSTALL_HINT}`));
       } else if (e.name === "AbortError") {
@@ -120,6 +134,7 @@ export function runPythonModule(opts: RunPythonOptions): Promise<RunPythonResult
       }
     });
     child.on("close", (code, signal) => {
+      release();
       const exitCode = code ?? (signal === "SIGINT" || signal === "SIGTERM" ? 130 : 1);
       resolvePromise({ exitCode, events, error, stderrTail });
     });
