@@ -39,7 +39,9 @@ export function cfgRewriteMessages(sentence: string, template: PromptTemplate = 
  * The guided request for the next chain step: positive = rewrite the previous sentence,
  * negative = rewrite the one before it. In step 1 both would hold the anchor and guidance
  * cancels exactly, so the request asks for plain decoding (guidance 1) and skips the second
- * sequence. One sentence per step: the step ends at a newline.
+ * sequence. One sentence per step: the step ends at a newline. At temperature > 0 each step gets
+ * its own seed derived from the run seed (see cfgStepSeed), so a step that repeats the previous
+ * sentence is not bound to repeat the previous random draws too.
  */
 export function buildCfgStepRequest(input: CfgStepInput): GuidedGenerateRequest {
   const guidance = input.guidance ?? DEFAULT_GUIDANCE;
@@ -54,7 +56,12 @@ export function buildCfgStepRequest(input: CfgStepInput): GuidedGenerateRequest 
     guidance: previous === beforePrevious ? 1 : guidance,
     maxOutputTokens: input.maxOutputTokens,
     temperature: input.temperature,
-    seed: input.seed,
+    seed: input.seed === undefined ? undefined : cfgStepSeed(input.seed, n),
     stopAtNewline: true,
   };
+}
+
+/** The sampling seed of chain step `stepIndex` (0-based): deterministic, different per step. */
+export function cfgStepSeed(seed: number, stepIndex: number): number {
+  return (Math.imul(seed | 0, 0x9e3779b1) + Math.imul(stepIndex + 1, 0x85ebca6b)) >>> 0;
 }

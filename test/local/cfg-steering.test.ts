@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { buildCfgStepRequest, cfgRewriteMessages, CFG_PROMPT_NAME, CFG_PROMPT_VERSION, cfgTemplate } from "../../src/steering/cfg.ts";
+import { buildCfgStepRequest, cfgRewriteMessages, cfgStepSeed, CFG_PROMPT_NAME, CFG_PROMPT_VERSION, cfgTemplate } from "../../src/steering/cfg.ts";
 
 describe("cfg step requests", () => {
   const anchor = "The cat sat on the mat.";
@@ -18,7 +18,12 @@ describe("cfg step requests", () => {
     const s3 = buildCfgStepRequest({ anchor, steps: ["A cat was on the mat.", "A dog lay on the rug."], guidance: 2, maxOutputTokens: 40, seed: 3, temperature: 0.7 });
     expect(s3.positive).toEqual(cfgRewriteMessages("A dog lay on the rug."));
     expect(s3.negative).toEqual(cfgRewriteMessages("A cat was on the mat."));
-    expect([s3.guidance, s3.seed, s3.temperature, s3.maxOutputTokens]).toEqual([2, 3, 0.7, 40]);
+    expect([s3.guidance, s3.temperature, s3.maxOutputTokens]).toEqual([2, 0.7, 40]);
+    // a per-step seed: reproducible, and different from the previous step's
+    expect(s3.seed).toBe(cfgStepSeed(3, 2));
+    expect(buildCfgStepRequest({ anchor, steps: ["A cat was on the mat.", "A dog lay on the rug."], guidance: 2, maxOutputTokens: 40, seed: 3 }).seed).toBe(s3.seed);
+    expect(cfgStepSeed(3, 1)).not.toBe(cfgStepSeed(3, 2));
+    expect(buildCfgStepRequest({ anchor, steps: [], maxOutputTokens: 4 }).seed).toBeUndefined();
   });
   it("loads the versioned template from prompts/", () => {
     const t = cfgTemplate();
