@@ -289,3 +289,17 @@ def test_chain_cosine_pads_and_masks():
     assert torch.allclose(sims[1], cos(emb[3:]), atol=1e-6)
     with pytest.raises(ValueError, match="sum to 8"):
         chain_cosine(emb, torch.tensor([4, 4]))
+
+
+@pytest.mark.parametrize("spec", ["chain_listmle", "listnet", "infonce"])
+def test_issue5_losses_compute_in_float32_under_bf16_autocast(spec):
+    """Autocast must not round the cosines to bf16: the loss under autocast equals the float32 loss."""
+    torch.manual_seed(8)
+    lengths = torch.tensor([6, 5])
+    emb, teacher = torch.randn(11, 32), torch.randn(11, 32)
+    loss = CombinedLoss.from_spec(spec)
+    plain = sum(loss(emb, teacher, lengths).values())
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        autocast = sum(loss(emb, teacher, lengths).values())
+    assert autocast.dtype == torch.float32
+    assert autocast.item() == pytest.approx(plain.item(), rel=1e-5)

@@ -60,9 +60,14 @@ def pad_chains(embeddings: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.T
 
 
 def chain_cosine(embeddings: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-chain cosine matrices ``[B, K, K]`` (zeros in padding) and the valid mask ``[B, K]``."""
-    padded, valid = pad_chains(F.normalize(embeddings.float(), dim=-1), lengths)
-    return padded @ padded.transpose(1, 2), valid
+    """Per-chain cosine matrices ``[B, K, K]`` (zeros in padding) and the valid mask ``[B, K]``, in float32.
+
+    Autocast is switched off here: a bf16 matmul would round cosines to ~0.004, coarser than the gaps
+    between neighbouring chain steps, and scramble the very ranking the losses learn.
+    """
+    with torch.autocast(device_type=embeddings.device.type, enabled=False):
+        padded, valid = pad_chains(F.normalize(embeddings.float(), dim=-1), lengths)
+        return padded @ padded.transpose(1, 2), valid
 
 
 def pair_mask(valid: torch.Tensor) -> torch.Tensor:

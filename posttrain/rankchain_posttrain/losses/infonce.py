@@ -69,8 +69,9 @@ def infonce_loss(embeddings: torch.Tensor, lengths: torch.Tensor, tau: float = 0
     lengths = as_lengths(lengths, embeddings.device)
     if embeddings.shape[0] != int(lengths.sum()):
         raise ValueError(f"embeddings has {embeddings.shape[0]} rows but the chain lengths sum to {int(lengths.sum())}")
-    e = F.normalize(embeddings.float(), dim=-1)
-    scores = e @ e.T / tau  # [N, N]
+    with torch.autocast(device_type=embeddings.device.type, enabled=False):  # float32 cosines, as in chain_cosine
+        e = F.normalize(embeddings.float(), dim=-1)
+        scores = e @ e.T / tau  # [N, N]
     ids = chain_ids(lengths)
     negatives = ids.unsqueeze(0) != ids.unsqueeze(1)
     neg_lse = scores.masked_fill(~negatives, MASKED_SCORE).logsumexp(dim=-1)  # [N]
