@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as _dt
-import hashlib
 import json
 import math
 import os
