@@ -13,19 +13,22 @@ rm -rf "$OUT"
 rc() { node bin/rankchain.js "$@"; }
 
 echo "== generate (local model, CFG steering)" >&2
+# SmolLM2-135M often copies its input under greedy decoding; sampling at 0.7 with a fixed seed
+# keeps the run reproducible and lets the guidance move the chain.
 rc generate --input examples/seeds.txt --out "$OUT" --provider local --steering cfg --guidance 1.5 \
-  --steps "${DEMO_STEPS:-6}" --concurrency 1 ${DEMO_LIMIT:+--limit "$DEMO_LIMIT"}
+  --temperature 0.7 --seed 1 --steps "${DEMO_STEPS:-6}" --concurrency 1 ${DEMO_LIMIT:+--limit "$DEMO_LIMIT"}
 
 echo "== validate (embedding gate)" >&2
 rc validate "$OUT" --policy repair
 
 echo "== posttrain (CPU, a short run)" >&2
-rc posttrain --data "$OUT" --base-model all-MiniLM-L6-v2 --out "$OUT/model" --device cpu --max-steps 20
+EMBEDDER="${RANKCHAIN_CACHE:-$HOME/.cache/rankchain}/models/all-MiniLM-L6-v2"
+rc posttrain --data "$OUT" --base-model "$EMBEDDER" --out "$OUT/post" --device cpu --max-steps 20
 
 echo "== eval (before vs after)" >&2
 STS=../shared/eval-data/stsb-dev.tsv
 [ -f "$STS" ] || STS=examples/sts-mini.tsv
-rc eval --model "$OUT/model" --baseline all-MiniLM-L6-v2 --sts "$STS" --data "$OUT"
+rc eval --model "$OUT/post/model" --baseline "$EMBEDDER" --sts "$STS" --data "$OUT"
 
 rc report "$OUT"
 echo "== summary" >&2
@@ -36,6 +39,8 @@ const val = fs.existsSync(dir + "/validation.json") ? JSON.parse(fs.readFileSync
 const chains = fs.readFileSync(dir + "/chains.jsonl", "utf8").trim().split("\n").map(JSON.parse);
 console.log(`chains: ${run.totals.chains_done} (${run.totals.steps} steps, ${run.totals.chains_truncated} truncated), model ${chains[0].generator.model}, steering ${chains[0].generator.steering}`);
 if (val) console.log("validation:", JSON.stringify(val.counts ?? val.summary ?? {}));
+const ev = fs.existsSync(dir + "/eval.json") ? JSON.parse(fs.readFileSync(dir + "/eval.json", "utf8")) : null;
+if (ev) for (const m of ev.metrics) console.log(`eval ${m.name}: baseline ${m.baseline?.toFixed?.(2)} → model ${m.model?.toFixed?.(2)} (delta ${m.delta?.toFixed?.(2)})`);
 const c = chains[0]; console.log("example chain:"); console.log("  0. " + c.anchor); c.steps.forEach((s, i) => console.log(`  ${i + 1}. ${s}`));
 console.log(`report: ${dir}/report.html`);
 ' "$OUT"

@@ -267,6 +267,7 @@ export class ChainGenerator {
           ...r,
           maxOutputTokens: lengthStop ? r.maxOutputTokens * 2 : r.maxOutputTokens,
           temperature: lengthStop ? r.temperature : Math.max(r.temperature ?? 0, 0.7),
+          seed: lengthStop ? r.seed : retrySeed(r.seed),
         },
       };
     }
@@ -276,7 +277,7 @@ export class ChainGenerator {
   private retryVariant(req: GenerateRequest, lengthStop: boolean): GenerateRequest {
     return lengthStop
       ? { ...req, maxOutputTokens: req.maxOutputTokens * 2 }
-      : { ...req, temperature: Math.max(req.temperature ?? 0, 0.7) };
+      : { ...req, temperature: Math.max(req.temperature ?? 0, 0.7), seed: retrySeed(req.seed) };
   }
 
   /**
@@ -377,6 +378,11 @@ export class ChainGenerator {
 }
 
 type PlannedCall = { kind: "plain"; req: GenerateRequest } | { kind: "guided"; req: GuidedGenerateRequest };
+
+/** A retry after a bad sample must not draw the same sample again: move the seed (deterministically). */
+function retrySeed(seed: number | undefined): number | undefined {
+  return seed === undefined ? undefined : (seed + 7919) % 2 ** 31;
+}
 
 function round(usd: number): number {
   return Math.round(usd * 1e9) / 1e9;
