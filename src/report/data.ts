@@ -1,8 +1,10 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { basename, join } from "node:path";
 import { z } from "zod";
 import { ChainRecordSchema } from "../store/chain-record.ts";
 import { readJsonl } from "../store/jsonl.ts";
+import { readJsonObjectIfPresent } from "../store/json-file.ts";
+import type { EvalMetric } from "../eval/index.ts";
 import { StreamingHistogram } from "../validate/histogram.ts";
 import { reasonKind } from "../validate/policy.ts";
 import { runCost, type RunCost } from "../validate/cost.ts";
@@ -30,15 +32,8 @@ export interface ExampleChain {
   generator: string;
 }
 
-export interface EvalMetric {
-  name: string;
-  baseline: number | null;
-  model: number | null;
-  /** The improvement (as `rankchain eval` writes it): model − baseline, negated when lower is better. */
-  delta: number | null;
-  greater_is_better: boolean;
-  description: string | null;
-}
+/** One before/after row; `delta` is the improvement (model − baseline, negated when lower is better). */
+export type { EvalMetric } from "../eval/index.ts";
 
 export interface EvalData {
   primary_metric: string | null;
@@ -104,16 +99,8 @@ function num(x: unknown): number | null {
 
 /** Reads eval.json (written by `rankchain eval`), tolerating missing or odd fields. */
 export function readEval(runDir: string): EvalData | null {
-  const p = join(runDir, "eval.json");
-  if (!existsSync(p)) return null;
-  let doc: unknown;
-  try {
-    doc = JSON.parse(readFileSync(p, "utf8"));
-  } catch {
-    return null;
-  }
-  if (!doc || typeof doc !== "object") return null;
-  const d = doc as Record<string, unknown>;
+  const d = readJsonObjectIfPresent(join(runDir, "eval.json"));
+  if (!d) return null;
   const metrics: EvalMetric[] = [];
   if (Array.isArray(d.metrics)) {
     for (const m of d.metrics) {
@@ -129,7 +116,7 @@ export function readEval(runDir: string): EvalData | null {
         model,
         delta,
         greater_is_better: greater,
-        description: typeof r.description === "string" ? r.description : null,
+        ...(typeof r.description === "string" ? { description: r.description } : {}),
       });
     }
   }
@@ -142,14 +129,7 @@ export function readEval(runDir: string): EvalData | null {
 }
 
 function readSummary(runDir: string): Record<string, unknown> | null {
-  const p = join(runDir, "validation.json");
-  if (!existsSync(p)) return null;
-  try {
-    const d = JSON.parse(readFileSync(p, "utf8"));
-    return d && typeof d === "object" ? (d as Record<string, unknown>) : null;
-  } catch {
-    return null;
-  }
+  return readJsonObjectIfPresent(join(runDir, "validation.json"));
 }
 
 /** Keeps the k best items by a score (descending) without holding more than k. */

@@ -1,8 +1,9 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { LedgerEntrySchema } from "../budget/ledger.ts";
 import { readJsonl } from "../store/jsonl.ts";
+import { readJsonObjectIfPresent } from "../store/json-file.ts";
 
 /**
  * What a run cost, read defensively from the run directory: ledger.jsonl first (the complete money
@@ -20,16 +21,8 @@ export interface RunCost {
 }
 
 export function runJsonUsd(runDir: string): number | null {
-  const p = join(runDir, "run.json");
-  if (!existsSync(p)) return null;
-  let doc: unknown;
-  try {
-    doc = JSON.parse(readFileSync(p, "utf8"));
-  } catch {
-    return null;
-  }
-  if (!doc || typeof doc !== "object") return null;
-  const d = doc as Record<string, unknown>;
+  const d = readJsonObjectIfPresent(join(runDir, "run.json"));
+  if (!d) return null;
   const totals = d.totals && typeof d.totals === "object" ? (d.totals as Record<string, unknown>) : {};
   for (const v of [totals.usd, totals.spent_usd, totals.spentUsd, d.spent_usd, d.usd]) {
     if (typeof v === "number" && Number.isFinite(v) && v >= 0) return v;
