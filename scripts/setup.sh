@@ -11,9 +11,12 @@ export ONNXRUNTIME_NODE_INSTALL=${ONNXRUNTIME_NODE_INSTALL:-skip}
 
 step() { printf '\n== %s\n' "$*" >&2; }
 
-step "node packages (npm ci)"
+step "node packages (npm install, from package-lock.json)"
+# Not `npm ci`: node-llama-cpp lists prebuilt binaries for every platform as optional dependencies,
+# and a registry mirror that lacks some of them (e.g. win-x64) leaves them out of the lock file,
+# which `npm ci` then refuses. `npm install` installs the locked versions and skips those.
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+  npm install --no-audit --no-fund
 else
   echo "node_modules is current" >&2
 fi
