@@ -9,9 +9,11 @@ Chains of different lengths are packed into padded per-chain matrices ``[B, K, K
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 # Masked entries get this score instead of -inf, so that logsumexp and its gradient stay finite
 # (an all-masked suffix would otherwise give -inf - -inf = NaN in the backward pass).
@@ -117,3 +119,34 @@ def reduce_chains(per_row: torch.Tensor, valid: torch.Tensor, reduction: str) ->
     if reduction == "sum":
         return per_chain.sum()
     return per_chain.mean()
+
+
+class TeacherListLoss(nn.Module):
+    """Module plumbing shared by the listwise losses over a teacher matrix corrected by chain order.
+
+    Subclasses set ``name`` and ``citation`` and implement :meth:`loss` with their pure function;
+    ``forward(student_emb [N, d], teacher_emb [N, d], lengths [B])`` takes the chains back to back
+    in flat embeddings (anchor first) and computes the teacher side without gradients.
+    """
+
+    name = "teacher_list_loss"
+    citation = ""
+
+    def __init__(self, tau: float = 0.05, tau2: float = 0.05, omega: float = 0.5, reduction: str = "mean"):
+        super().__init__()
+        self.tau = check_positive("tau", tau)
+        self.tau2 = check_positive("tau2", tau2)
+        self.omega = check_non_negative("omega", omega)
+        self.reduction = check_reduction(reduction)
+
+    def loss(self, student_cos: torch.Tensor, teacher_cos: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, student_emb: torch.Tensor, teacher_emb: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        s, valid = chain_cosine(student_emb, lengths)
+        with torch.no_grad():
+            t, _ = chain_cosine(teacher_emb, lengths)
+        return self.loss(s, t, valid)
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"tau": self.tau, "tau2": self.tau2, "omega": self.omega, "reduction": self.reduction}

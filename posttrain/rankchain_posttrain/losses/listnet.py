@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-from torch import nn
 
 from ._chain import (
+    TeacherListLoss,
     MASKED_SCORE,
     chain_cosine,
     check_non_negative,
@@ -93,24 +91,11 @@ def listnet_loss(
     return reduce_chains(per_row, valid, reduction)
 
 
-class ListNetLoss(nn.Module):
+class ListNetLoss(TeacherListLoss):
     """Thin module around :func:`listnet_loss`: ``forward(student_emb [N, d], teacher_emb [N, d], lengths [B])``."""
 
     name = "listnet"
     citation = CITATION
 
-    def __init__(self, tau: float = 0.05, tau2: float = 0.05, omega: float = 0.5, reduction: str = "mean"):
-        super().__init__()
-        self.tau = check_positive("tau", tau)
-        self.tau2 = check_positive("tau2", tau2)
-        self.omega = check_non_negative("omega", omega)
-        self.reduction = check_reduction(reduction)
-
-    def forward(self, student_emb: torch.Tensor, teacher_emb: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        s, valid = chain_cosine(student_emb, lengths)
-        with torch.no_grad():
-            t, _ = chain_cosine(teacher_emb, lengths)
-        return listnet_loss(s, t, valid, self.tau, self.tau2, self.omega, self.reduction)
-
-    def config_dict(self) -> dict[str, Any]:
-        return {"tau": self.tau, "tau2": self.tau2, "omega": self.omega, "reduction": self.reduction}
+    def loss(self, student_cos: torch.Tensor, teacher_cos: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return listnet_loss(student_cos, teacher_cos, valid, self.tau, self.tau2, self.omega, self.reduction)
