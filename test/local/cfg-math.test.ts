@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { argmax, guidanceScores, logSoftmax, sampleToken, seededRandom } from "../../src/llm/local/cfg-math.ts";
+import { argmax, candidateScores, guidanceScores, logSoftmax, sampleToken, seededRandom } from "../../src/llm/local/cfg-math.ts";
 
 describe("cfg arithmetic", () => {
   it("logSoftmax normalises raw logits in float64", () => {
@@ -44,5 +44,34 @@ describe("cfg arithmetic", () => {
     expect(draw(7)).toEqual(draw(7));
     expect(new Set(draw(7)).size).toBeGreaterThan(1);
     expect(sampleToken(s, 0, 0.99)).toBe(0);
+  });
+
+  it("candidate scores from raw logits rank tokens exactly like the log-softmax scores", () => {
+    const rnd = seededRandom(11);
+    for (let trial = 0; trial < 50; trial++) {
+      const V = 40;
+      const pos = new Map<number, number>();
+      const neg = new Map<number, number>();
+      for (let t = 0; t < V; t++) {
+        pos.set(t, (rnd() - 0.5) * 30);
+        neg.set(t, (rnd() - 0.5) * 30);
+      }
+      const g = 1 + rnd() * 3;
+      const full = guidanceScores(logSoftmax(pos, V), logSoftmax(neg, V), g);
+      // all tokens as candidates (given in a scrambled order): the same winner as the full vector
+      const scrambled = new Map([...pos].reverse());
+      const c = candidateScores(scrambled, neg, g);
+      expect(c.tokens).toEqual([...Array(V).keys()]);
+      expect(c.tokens[argmax(c.scores)]).toBe(argmax(full));
+      // a subset: the winner is the full-score argmax restricted to that subset
+      const subset = new Map([...pos].filter(([t]) => t % 3 === 0));
+      const s = candidateScores(subset, neg, g);
+      let best = 0;
+      for (let t = 0; t < V; t += 3) if (full[t]! > full[best]!) best = t;
+      expect(s.tokens[argmax(s.scores)]).toBe(best);
+    }
+    // guidance 1 ignores the negative side; a missing negative logit is an error otherwise
+    expect(candidateScores(new Map([[5, 1], [2, 3]]), undefined, 1).scores).toEqual(Float64Array.from([3, 1]));
+    expect(() => candidateScores(new Map([[5, 1]]), new Map(), 1.5)).toThrow(/no negative logit/);
   });
 });

@@ -128,6 +128,65 @@ describe("local GGUF model with classifier-free guidance", () => {
   }, 240_000);
 });
 
+describe("CFG over the positive's top-K candidates (opt-in approximation)", () => {
+  const pairs: [ChatMessage[], ChatMessage[]][] = [
+    [positive, negative],
+    [cfgRewriteMessages("The dog slept on the rug by the fire."), cfgRewriteMessages("The cat sat on the mat.")],
+    [cfgRewriteMessages("She forgot her umbrella and got soaked on the way home."), cfgRewriteMessages("The library extended its opening hours during exam week.")],
+  ];
+
+  it("with K >= the vocabulary it chooses exactly the tokens of full-vocabulary CFG", async () => {
+    const guidances = [1.5, 3, 2];
+    for (const [i, [pos, neg]] of pairs.entries()) {
+      const req = { positive: pos, negative: neg, guidance: guidances[i]!, maxOutputTokens: 8 };
+      const exact = await model.generateGuided(req);
+      const fast = await model.generateGuided({ ...req, candidates: 1_000_000 });
+      expect(details(exact.raw).cfg?.scoring).toBe("full");
+      expect(details(fast.raw).cfg?.scoring).toBe("candidates");
+      expect(details(fast.raw).tokens).toEqual(details(exact.raw).tokens);
+      expect(fast.text).toBe(exact.text);
+    }
+  }, 240_000);
+
+  it("with small K it picks the exact winner whenever that ranks within the positive's top K, else the best of the top K", async () => {
+    const K = 5;
+    const g = 3;
+    let exactWithinK = 0;
+    let exactOutside = 0;
+    for (const [pos, neg] of pairs) {
+      const out = await model.generateGuided({ positive: pos, negative: neg, guidance: g, maxOutputTokens: 6, candidates: K });
+      const tokens = details(out.raw).tokens;
+      expect(details(out.raw).cfg).toMatchObject({ scoring: "candidates", candidates: K });
+      for (let j = 0; j < tokens.length; j++) {
+        const lpPos = await model.nextTokenLogProbs(pos, tokens.slice(0, j), { sequence: 0 });
+        const lpNeg = await model.nextTokenLogProbs(neg, tokens.slice(0, j), { sequence: 1 });
+        const { token: exactToken, best, score } = combinedArgmax(lpPos, lpNeg, g);
+        const kth = Float64Array.from(lpPos).sort().reverse()[K - 1]!;
+        const chosen = tokens[j]!;
+        // the chosen token is one of the positive's top K (up to batched-vs-single float noise)
+        expect(lpPos[chosen]!).toBeGreaterThanOrEqual(kth - 1e-4);
+        // and the best of them under the exact formula
+        let bestInK = -Infinity;
+        for (let t = 0; t < lpPos.length; t++) if (lpPos[t]! >= kth && score(t) > bestInK) bestInK = score(t);
+        expect(score(chosen)).toBeGreaterThanOrEqual(bestInK - 1e-4);
+        if (lpPos[exactToken]! >= kth + 1e-4) {
+          // the exact winner is a candidate: the approximation agrees with exact CFG
+          exactWithinK++;
+          expect(score(chosen)).toBeGreaterThanOrEqual(best - 1e-4);
+        } else if (lpPos[exactToken]! < kth - 1e-4) exactOutside++;
+      }
+    }
+    expect(exactWithinK).toBeGreaterThan(0);
+    // with K = 5 and G = 3 these prompts make exact CFG pick a token outside the positive's top 5
+    // at least once, so both branches above were exercised
+    expect(exactOutside).toBeGreaterThan(0);
+  }, 240_000);
+
+  it("rejects a candidate count below 1", async () => {
+    await expect(model.generateGuided({ positive, negative, guidance: 1.5, maxOutputTokens: 4, candidates: 0 })).rejects.toThrow(ConfigError);
+  });
+});
+
 describe("missing models", () => {
   it("an uninstalled registry model says how to pull one", async () => {
     const empty = mkdtempSync(join(tmpdir(), "rankchain-nomodels-"));

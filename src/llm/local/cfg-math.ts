@@ -53,6 +53,37 @@ export function guidanceScores(logpPositive: Float64Array, logpNegative: Float64
   return out;
 }
 
+/**
+ * Guidance scores over a candidate subset, from raw logits (token id → logit). The log-softmax
+ * normalisers are constants over tokens — G·log Z_pos − (G−1)·log Z_neg is the same for every
+ * token — so G·logit_pos − (G−1)·logit_neg orders (and, through softmax, samples) the candidates
+ * exactly as G·log p_pos − (G−1)·log p_neg does. Candidates are returned in ascending token id so
+ * that argmax's tie rule (lowest index) is the same as over the full vocabulary. Every candidate
+ * needs a negative logit when guidance > 1.
+ */
+export function candidateScores(
+  positive: ReadonlyMap<number, number>,
+  negative: ReadonlyMap<number, number> | undefined,
+  guidance: number,
+): { tokens: number[]; scores: Float64Array } {
+  if (!(guidance >= 1) || !Number.isFinite(guidance)) throw new RangeError(`guidance must be a finite number >= 1, got ${guidance}`);
+  const tokens = [...positive.keys()].sort((a, b) => a - b);
+  const scores = new Float64Array(tokens.length);
+  const g = guidance;
+  const h = guidance - 1;
+  for (let i = 0; i < tokens.length; i++) {
+    const p = positive.get(tokens[i]!)!;
+    if (h === 0 || p === -Infinity) {
+      scores[i] = p;
+      continue;
+    }
+    const n = negative?.get(tokens[i]!);
+    if (n === undefined) throw new Error(`no negative logit for candidate token ${tokens[i]}`);
+    scores[i] = n === -Infinity ? p : g * p - h * n;
+  }
+  return { tokens, scores };
+}
+
 /** Index of the largest score; ties go to the lowest token id (deterministic). */
 export function argmax(scores: Float64Array): number {
   let best = -1;

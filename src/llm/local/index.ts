@@ -1,2 +1,2 @@
-export { createLocalModel, defaultThreads, LocalLanguageModel, type LocalGpu, type LocalModelOptions, type LocalGenerationDetails } from "./local-model.ts";
-export { argmax, guidanceScores, logSoftmax, sampleToken, seededRandom } from "./cfg-math.ts";
+export { createLocalModel, defaultThreads, LocalLanguageModel, type LocalGpu, type LocalModelOptions, type LocalGenerationDetails, type LocalGuidedGenerateRequest } from "./local-model.ts";
+export { argmax, candidateScores, guidanceScores, logSoftmax, sampleToken, seededRandom } from "./cfg-math.ts";
