@@ -1,23 +1,30 @@
 /**
  * CFG decoding speed on this machine, measured side by side in one run with the same model and
- * prompts:
- *   plain        generate(): node-llama-cpp's own greedy sampler, one sequence, no logits readback
- *   guided G=1   generateGuided() at G = 1: one sequence, full logits read back per token
- *   CFG batched  G = 1.5: two sequences evaluated in one batch per token (the default)
- *   CFG seq.     G = 1.5: the two sequences evaluated one after the other
- * and chains per minute for 4-step greedy CFG chains; then, with node-llama-cpp directly, the
- * forward pass alone (next token sampled natively, no logits read back) for one sequence vs two
- * sequences in one batch, which is what batching the CFG pair buys.
- * Run: npx tsx bench/cfg/run.ts [MODEL]
+ * prompts, in alternating rounds (the median round per mode is reported, so other load on the
+ * machine hits every mode alike):
+ *   plain         generate(): node-llama-cpp's own greedy sampler, one sequence, no logits readback
+ *   guided G=1    generateGuided() at G = 1: one sequence, full logits read back per token
+ *   CFG exact     G = 1.5, the whole vocabulary scored (the default): two sequences in one batch,
+ *                 logits read as node-llama-cpp's flat native array (logitsReadback "flat")
+ *   CFG exact Map the same through the public API only: logits as a Map (logitsReadback "map"),
+ *                 the path before this change
+ *   CFG top-K     G = 1.5, only the positive's top K tokens scored (opt-in `candidates: K`,
+ *                 CLI --cfg-top-k K); also how often a candidate needed a negative re-evaluation
+ * then chains per minute for 4-step greedy CFG chains (exact and top-20), and, with node-llama-cpp
+ * directly, the forward pass alone for one sequence vs two sequences in one batch (the floor for
+ * any CFG: the negative prompt's forward pass is not free).
+ * Run: npx tsx bench/cfg/run.ts [MODEL] [ROUNDS]
  */
 import { availableParallelism, cpus } from "node:os";
 import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp";
-import { createLocalModel, defaultThreads } from "../../src/llm/local/index.ts";
+import { createLocalModel, defaultThreads, type LocalGenerationDetails, type LocalGuidedGenerateRequest } from "../../src/llm/local/index.ts";
 import { pullModel } from "../../src/models/index.ts";
 import { buildCfgStepRequest } from "../../src/steering/cfg.ts";
 
 const modelName = process.argv[2] ?? "default";
+const ROUNDS = Number(process.argv[3] ?? 3);
 const TOKENS = 48;
+const TOP_KS = [20, 100];
 // prompts that make the model write a paragraph, so every run decodes close to TOKENS tokens
 // (speed is tokens/s including each prompt's prefill; short rewrites would measure mostly prefill)
 const topics = ["a lighthouse keeper's ordinary day", "how bread is baked in a village bakery", "a train journey through the mountains in winter"];
@@ -31,44 +38,86 @@ const anchors = [
 
 if (modelName === "default" || !modelName.includes("/")) await pullModel(modelName === "default" ? undefined : modelName);
 const model = await createLocalModel({ model: modelName, gpu: "off" });
-console.log(`model ${model.modelId} (${model.chatTemplate}), ${availableParallelism()} cores (${cpus()[0]?.model ?? "?"}), ${TOKENS} new tokens per prompt, ${pairs.length} prompts`);
+if (!model.flatLogitsAvailable) console.log("note: node-llama-cpp internals differ; the flat readback is unavailable, both exact modes use the Map");
+console.log(
+  `model ${model.modelId} (${model.chatTemplate}), ${availableParallelism()} cores (${cpus()[0]?.model ?? "?"}), ${TOKENS} new tokens per prompt, ${pairs.length} prompts, ${ROUNDS} rounds`,
+);
 
-async function measure(name: string, run: (p: (typeof pairs)[number]) => Promise<number>): Promise<number> {
-  await run(pairs[0]!); // warm-up (also fills the prompt cache)
-  let tokens = 0;
-  const t0 = performance.now();
-  for (const p of pairs) tokens += await run(p);
-  const secs = (performance.now() - t0) / 1000;
-  const tps = tokens / secs;
-  console.log(`${name.padEnd(14)} ${tokens} tokens in ${secs.toFixed(2)} s = ${tps.toFixed(1)} tokens/s`);
-  return tps;
+type Pair = (typeof pairs)[number];
+interface Mode {
+  name: string;
+  run: (p: Pair) => Promise<{ tokens: number; reevaluations: number }>;
 }
+const guidedMode = (name: string, guidance: number, extra: Partial<LocalGuidedGenerateRequest>, readback: "flat" | "map" = "flat"): Mode => ({
+  name,
+  run: async (p) => {
+    model.logitsReadback = readback;
+    const r = await model.generateGuided({ ...p, guidance, maxOutputTokens: TOKENS, stopAtNewline: false, ...extra });
+    model.logitsReadback = "flat";
+    return { tokens: r.usage.outputTokens!, reevaluations: (r.raw as LocalGenerationDetails).cfg?.negativeReevaluations ?? 0 };
+  },
+});
+const modes: Mode[] = [
+  { name: "plain", run: async (p) => ({ tokens: (await model.generate({ messages: p.positive, maxOutputTokens: TOKENS })).usage.outputTokens!, reevaluations: 0 }) },
+  guidedMode("guided G=1", 1, {}),
+  guidedMode("CFG exact", 1.5, {}),
+  guidedMode("CFG exact Map", 1.5, {}, "map"),
+  ...TOP_KS.map((k) => guidedMode(`CFG top-${k}`, 1.5, { candidates: k })),
+];
 
-const plain = await measure("plain", async (p) => (await model.generate({ messages: p.positive, maxOutputTokens: TOKENS })).usage.outputTokens!);
-const guided1 = await measure("guided G=1", async (p) => (await model.generateGuided({ ...p, guidance: 1, maxOutputTokens: TOKENS, stopAtNewline: false })).usage.outputTokens!);
-model.cfgEvaluation = "batched";
-const batched = await measure("CFG batched", async (p) => (await model.generateGuided({ ...p, guidance: 1.5, maxOutputTokens: TOKENS, stopAtNewline: false })).usage.outputTokens!);
-model.cfgEvaluation = "sequential";
-const sequential = await measure("CFG seq.", async (p) => (await model.generateGuided({ ...p, guidance: 1.5, maxOutputTokens: TOKENS, stopAtNewline: false })).usage.outputTokens!);
-model.cfgEvaluation = "batched";
-
-console.log(`ratio CFG batched / plain          = ${(batched / plain).toFixed(2)}  (target >= 0.6)`);
-console.log(`ratio CFG batched / guided G=1     = ${(batched / guided1).toFixed(2)}  (cost of the second sequence)`);
-console.log(`ratio CFG batched / CFG sequential = ${(batched / sequential).toFixed(2)}  (gain from batching)`);
-console.log(`ratio guided G=1 / plain           = ${(guided1 / plain).toFixed(2)}  (cost of reading back full logits)`);
-
-const t0 = performance.now();
-let steps = 0;
-for (const anchor of anchors) {
-  const chain: string[] = [];
-  for (let i = 0; i < 4; i++) {
-    const r = await model.generateGuided(buildCfgStepRequest({ anchor, steps: chain, guidance: 1.5, maxOutputTokens: 48 }));
-    chain.push(r.text.trim());
-    steps++;
+for (const m of modes) await m.run(pairs[0]!); // warm-up (also fills the prompt caches)
+// interleaved: every prompt is decoded by every mode before the next prompt, in an order that
+// alternates between rounds, so a burst of load from other processes falls on all modes alike
+const totals = new Map(modes.map((m) => [m.name, { tokens: 0, secs: 0, reevaluations: 0, rounds: [] as number[] }]));
+for (let round = 0; round < ROUNDS; round++) {
+  const order = round % 2 === 0 ? modes : [...modes].reverse();
+  const roundTotals = new Map(modes.map((m) => [m.name, { tokens: 0, secs: 0 }]));
+  for (const p of pairs) {
+    for (const m of order) {
+      const t0 = performance.now();
+      const r = await m.run(p);
+      const secs = (performance.now() - t0) / 1000;
+      const acc = totals.get(m.name)!;
+      acc.tokens += r.tokens;
+      acc.secs += secs;
+      acc.reevaluations += r.reevaluations;
+      const rt = roundTotals.get(m.name)!;
+      rt.tokens += r.tokens;
+      rt.secs += secs;
+    }
   }
+  for (const [name, rt] of roundTotals) totals.get(name)!.rounds.push(rt.tokens / rt.secs);
 }
-const minutes = (performance.now() - t0) / 60000;
-console.log(`4-step greedy CFG chains (G=1.5, <=48 tokens/step): ${anchors.length} chains in ${(minutes * 60).toFixed(1)} s = ${(anchors.length / minutes).toFixed(1)} chains/min`);
+const tps = new Map([...totals].map(([n, t]) => [n, t.tokens / t.secs]));
+const plain = tps.get("plain")!;
+console.log(`mode            tokens/s   vs plain   per round`);
+for (const m of modes) {
+  const v = tps.get(m.name)!;
+  const t = totals.get(m.name)!;
+  const extra = m.name.startsWith("CFG top") ? `   (negative re-evaluated on ${((100 * t.reevaluations) / t.tokens).toFixed(1)}% of tokens)` : "";
+  console.log(`${m.name.padEnd(15)} ${v.toFixed(1).padStart(8)}   ${(v / plain).toFixed(2).padStart(8)}   ${t.rounds.map((x) => x.toFixed(1)).join(" ")}${extra}`);
+}
+const ratio = (a: string, b: string) => (tps.get(a)! / tps.get(b)!).toFixed(2);
+console.log(`ratio CFG exact / plain            = ${ratio("CFG exact", "plain")}  (target >= 0.6)`);
+for (const k of TOP_KS) console.log(`ratio CFG top-${k} / plain`.padEnd(35) + `= ${ratio(`CFG top-${k}`, "plain")}  (opt-in approximation)`);
+console.log(`ratio CFG top-${TOP_KS[0]} / CFG exact`.padEnd(35) + `= ${ratio(`CFG top-${TOP_KS[0]}`, "CFG exact")}`);
+console.log(`ratio CFG exact / CFG exact Map    = ${ratio("CFG exact", "CFG exact Map")}  (flat native array vs public Map)`);
+console.log(`ratio guided G=1 / plain           = ${ratio("guided G=1", "plain")}  (cost of reading back full logits)`);
+
+for (const candidates of [undefined, TOP_KS[0]]) {
+  const t0 = performance.now();
+  for (const anchor of anchors) {
+    const chain: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await model.generateGuided({ ...buildCfgStepRequest({ anchor, steps: chain, guidance: 1.5, maxOutputTokens: 48 }), candidates });
+      chain.push(r.text.trim());
+    }
+  }
+  const minutes = (performance.now() - t0) / 60000;
+  console.log(
+    `4-step greedy CFG chains (G=1.5, <=48 tokens/step, ${candidates ? `top-${candidates}` : "exact"}): ${anchors.length} chains in ${(minutes * 60).toFixed(1)} s = ${(anchors.length / minutes).toFixed(1)} chains/min`,
+  );
+}
 const modelPath = model.modelPath;
 await model.dispose();
 

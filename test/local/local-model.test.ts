@@ -128,6 +128,28 @@ describe("local GGUF model with classifier-free guidance", () => {
   }, 240_000);
 });
 
+describe("full-vocabulary logits readback", () => {
+  it("the flat native array and the public Map give identical log-probabilities and identical CFG output", async () => {
+    // node-llama-cpp 3.22's internals are as expected: the flat path is really taken
+    expect(model.flatLogitsAvailable).toBe(true);
+    const req = { positive, negative, guidance: 2, maxOutputTokens: 10 };
+    try {
+      model.logitsReadback = "map";
+      const viaMap = await model.generateGuided(req);
+      const lpMap = await model.nextTokenLogProbs(positive, details(viaMap.raw).tokens.slice(0, 3));
+      model.logitsReadback = "flat";
+      const viaFlat = await model.generateGuided(req);
+      const lpFlat = await model.nextTokenLogProbs(positive, details(viaMap.raw).tokens.slice(0, 3));
+      expect(details(viaMap.raw).cfg?.readback).toBe("map");
+      expect(details(viaFlat.raw).cfg?.readback).toBe("flat");
+      expect(details(viaFlat.raw).tokens).toEqual(details(viaMap.raw).tokens);
+      expect(lpFlat).toEqual(lpMap);
+    } finally {
+      model.logitsReadback = "flat";
+    }
+  }, 240_000);
+});
+
 describe("CFG over the positive's top-K candidates (opt-in approximation)", () => {
   const pairs: [ChatMessage[], ChatMessage[]][] = [
     [positive, negative],

@@ -30,6 +30,33 @@ export function logSoftmax(logits: ReadonlyMap<number, number>, vocabSize: numbe
 }
 
 /**
+ * The same as logSoftmax, from node-llama-cpp's flat native layout [token, logit, token, logit, …]
+ * (no Map in between).
+ */
+export function logSoftmaxFlat(pairs: ArrayLike<number>, vocabSize: number): Float64Array {
+  if (pairs.length % 2 !== 0) throw new Error("token/logit pairs expected");
+  const out = new Float64Array(vocabSize).fill(-Infinity);
+  let max = -Infinity;
+  for (let i = 0; i < pairs.length; i += 2) {
+    const token = pairs[i]!;
+    const logit = pairs[i + 1]!;
+    if (token >= 0 && token < vocabSize) {
+      out[token] = logit;
+      if (logit > max) max = logit;
+    }
+  }
+  if (max === -Infinity) throw new Error("no finite logits to normalise");
+  let sum = 0;
+  for (let i = 0; i < vocabSize; i++) {
+    const v = out[i]!;
+    if (v !== -Infinity) sum += Math.exp(v - max);
+  }
+  const logZ = max + Math.log(sum);
+  for (let i = 0; i < vocabSize; i++) out[i] = out[i]! - logZ;
+  return out;
+}
+
+/**
  * Combined scores. G = 1 returns log p(t | positive) unchanged (the negative side is ignored, so
  * 0 · (−∞) never produces NaN). A token the positive side rules out (log p = −∞) stays −∞.
  */

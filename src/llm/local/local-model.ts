@@ -28,7 +28,7 @@ import type {
   ModelCapabilities,
   TokenCount,
 } from "../types.ts";
-import { argmax, candidateScores, guidanceScores, logSoftmax, sampleToken, seededRandom } from "./cfg-math.ts";
+import { argmax, candidateScores, guidanceScores, logSoftmax, logSoftmaxFlat, sampleToken, seededRandom } from "./cfg-math.ts";
 
 export type LocalGpu = "auto" | "cuda" | "metal" | "off";
 
@@ -61,6 +61,14 @@ export interface LocalModelOptions {
    * A request may override it with `candidates` (see LocalGuidedGenerateRequest).
    */
   cfgCandidates?: number | undefined;
+  /**
+   * How full-vocabulary logits reach JavaScript (exact CFG, nextTokenLogProbs). "flat" (default):
+   * node-llama-cpp's native [token, logit, …] array is used directly, skipping the 49k-entry Map
+   * that controlledEvaluate builds from it — this reaches into node-llama-cpp's internal context
+   * object (`_ctx.sampleToken`), behind a feature check; when the internals are not as expected it
+   * falls back to "map" by itself. "map": the public API only (`next.logits`, a Map).
+   */
+  logitsReadback?: "flat" | "map" | undefined;
 }
 
 /** A guided request with the local model's extra knob. */
@@ -79,6 +87,8 @@ export interface LocalGenerationDetails {
     /** "full": the whole vocabulary (exact); "candidates": the positive's top K (cfgCandidates). */
     scoring: "full" | "candidates";
     candidates?: number;
+    /** Full scoring: how the logits arrived (see LocalModelOptions.logitsReadback). */
+    readback?: "flat" | "map";
     /**
      * Tokens for which some positive candidate was outside the negative sequence's returned top
      * list, so the negative's last token was evaluated again to read those logits.
@@ -108,6 +118,7 @@ export class LocalLanguageModel implements LanguageModel {
   private vocabSize: number | undefined;
   private readonly stopTokens: Set<Token>;
   private disposed = false;
+  readonly flatLogitsAvailable: boolean;
 
   private constructor(
     readonly modelId: string,
@@ -122,7 +133,11 @@ export class LocalLanguageModel implements LanguageModel {
     public cfgEvaluation: "batched" | "sequential",
     /** See LocalModelOptions.cfgCandidates; may be switched between requests. */
     public cfgCandidates: number | undefined,
+    /** See LocalModelOptions.logitsReadback; may be switched between requests (benchmarks). */
+    public logitsReadback: "flat" | "map",
   ) {
+    /** Whether the flat-array readback could be installed on this context (see installFlatLogits). */
+    this.flatLogitsAvailable = installFlatLogits(context, () => this.logitsReadback === "flat");
     if (cfgCandidates !== undefined) checkCandidates(cfgCandidates);
     this.stopTokens = new Set();
     const probe = chatWrapper.generateContextState({ chatHistory: [{ type: "user", text: "x" }, { type: "model", response: [] }] });
@@ -180,7 +195,7 @@ export class LocalLanguageModel implements LanguageModel {
       });
       const sequences = [context.getSequence(), context.getSequence()] as const;
       const chatWrapper = resolveChatWrapper(model);
-      return new LocalLanguageModel(modelId, modelPath, llama, model, context, sequences, chatWrapper, options.seed, options.cfgEvaluation ?? "batched", options.cfgCandidates);
+      return new LocalLanguageModel(modelId, modelPath, llama, model, context, sequences, chatWrapper, options.seed, options.cfgEvaluation ?? "batched", options.cfgCandidates, options.logitsReadback ?? "flat");
     } catch (e) {
       await llama.dispose();
       throw e;
@@ -337,12 +352,15 @@ export class LocalLanguageModel implements LanguageModel {
       posNext = topLogits(k);
       negNext = topLogits(Math.min(vocab, Math.max(NEGATIVE_TOP_MIN, 8 * k)));
     }
-    const choose = async (posLogits: Map<Token, number>, negLogits: Map<Token, number> | undefined): Promise<Token> => {
+    const choose = async (posRead: ReadLogits, negRead: ReadLogits | undefined): Promise<Token> => {
       if (candidates === undefined) {
-        const vocab = this.vocabularySize(posLogits);
-        const scores = guidanceScores(logSoftmax(posLogits, vocab), negLogits ? logSoftmax(negLogits, vocab) : undefined, G);
+        cfg.readback = posRead instanceof Map ? "map" : "flat";
+        const vocab = this.vocabularySize(posRead);
+        const scores = guidanceScores(toLogProbs(posRead, vocab), negRead ? toLogProbs(negRead, vocab) : undefined, G);
         return (temperature > 0 ? sampleToken(scores, temperature, random()) : argmax(scores)) as Token;
       }
+      const posLogits = asMap(posRead);
+      const negLogits = negRead && asMap(negRead);
       let negValues = negLogits;
       if (negLogits && neg) {
         const missing = [...posLogits.keys()].filter((t) => !negLogits.has(t));
@@ -409,7 +427,7 @@ export class LocalLanguageModel implements LanguageModel {
       const seq = this.sequences[options.sequence ?? 0];
       const reused = await this.alignPrefix(seq, tokens);
       const logits = await this.evaluateForLogits(seq, tokens.slice(reused));
-      return logSoftmax(logits, this.vocabularySize(logits));
+      return toLogProbs(logits, this.vocabularySize(logits));
     });
   }
 
@@ -430,11 +448,16 @@ export class LocalLanguageModel implements LanguageModel {
     return n !== undefined && n > 0 ? n : 1 << 18;
   }
 
-  private vocabularySize(logits: ReadonlyMap<Token, number>): number {
+  private vocabularySize(logits: ReadLogits): number {
     if (this.vocabSize === undefined) {
       let max = -1;
-      for (const t of logits.keys()) if (t > max) max = t;
-      this.vocabSize = Math.max(max + 1, logits.size);
+      if (logits instanceof Map) {
+        for (const t of logits.keys()) if (t > max) max = t;
+        this.vocabSize = Math.max(max + 1, logits.size);
+      } else {
+        for (let i = 0; i < logits.flat.length; i += 2) if (logits.flat[i]! > max) max = logits.flat[i]!;
+        this.vocabSize = Math.max(max + 1, logits.flat.length / 2);
+      }
     }
     return this.vocabSize;
   }
@@ -451,7 +474,7 @@ export class LocalLanguageModel implements LanguageModel {
     negTokens: readonly Token[],
     posNext: NextRequest = { logits: true },
     negNext: NextRequest = { logits: true },
-  ): Promise<[Map<Token, number>, Map<Token, number> | undefined]> {
+  ): Promise<[ReadLogits, ReadLogits | undefined]> {
     if (!neg) return [await this.evaluateForLogits(pos, posTokens, posNext), undefined];
     if (this.cfgEvaluation === "sequential") {
       const p = await this.evaluateForLogits(pos, posTokens, posNext);
@@ -466,16 +489,19 @@ export class LocalLanguageModel implements LanguageModel {
     const last = seq.contextTokens[end - 1];
     if (last === undefined) throw new Error("sequence is empty");
     await seq.eraseContextTokenRanges([{ start: end - 1, end }]);
-    return this.evaluateForLogits(seq, [last], { logits: { filter: { tokens: [...tokens] } } });
+    return asMap(await this.evaluateForLogits(seq, [last], { logits: { filter: { tokens: [...tokens] } } }));
   }
 
-  private async evaluateForLogits(seq: LlamaContextSequence, tokens: readonly Token[], next: NextRequest = { logits: true }): Promise<Map<Token, number>> {
+  private async evaluateForLogits(seq: LlamaContextSequence, tokens: readonly Token[], next: NextRequest = { logits: true }): Promise<ReadLogits> {
     if (tokens.length === 0) throw new Error("nothing to evaluate");
     const input: (Token | [Token, { generateNext: NextRequest }])[] = tokens.map((t, i) => (i === tokens.length - 1 ? [t, { generateNext: next }] : t));
     const result = await seq.controlledEvaluate(input);
-    const logits = result[tokens.length - 1]?.next.logits;
-    if (!logits) throw new ProviderCallError("local model returned no logits", { isRetryable: false });
-    return logits;
+    const out = result[tokens.length - 1]?.next;
+    // the flat native array, when installFlatLogits moved it into this otherwise unused field
+    const flat: unknown = out?.totalLogitWeight;
+    if (Array.isArray(flat) && flat.length > 0 && flat.length % 2 === 0) return { flat: flat as number[] };
+    if (!out?.logits) throw new ProviderCallError("local model returned no logits", { isRetryable: false });
+    return out.logits;
   }
 
   /**
@@ -505,6 +531,62 @@ export class LocalLanguageModel implements LanguageModel {
       );
     }
   }
+}
+
+/** Logits as read back: node-llama-cpp's Map, or its flat native [token, logit, …] array. */
+type ReadLogits = Map<Token, number> | { flat: readonly number[] };
+
+function toLogProbs(logits: ReadLogits, vocab: number): Float64Array {
+  return logits instanceof Map ? logSoftmax(logits, vocab) : logSoftmaxFlat(logits.flat, vocab);
+}
+
+function asMap(logits: ReadLogits): Map<Token, number> {
+  if (logits instanceof Map) return logits;
+  const m = new Map<Token, number>();
+  for (let i = 0; i < logits.flat.length; i += 2) m.set(logits.flat[i]! as Token, logits.flat[i + 1]!);
+  return m;
+}
+
+const FLAT_LOGITS_INSTALLED = Symbol("rankchain.flatLogits");
+
+/**
+ * node-llama-cpp 3.22 reads next-token logits in native code into a flat JavaScript array
+ * [token, logit, token, logit, …] and then copies it into a Map (reviveTokenValuePair in
+ * LlamaContext.js) — for a full vocabulary that copy costs several ms per sequence per token, and
+ * no public API returns the array itself. This wraps the context's internal native
+ * `_ctx.sampleToken` so that, for full-logit requests (`logits: true`, no totalLogitWeight), the
+ * array is moved from the result's logits slot into its totalLogitWeight slot: controlledEvaluate
+ * then skips the Map and passes the array through as `next.totalLogitWeight`, which
+ * evaluateForLogits recognises. Everything else passes through untouched, and so does every call
+ * while `enabled()` is false. Returns false (and changes nothing) when the internals are not
+ * there; results of any other shape are passed through as they are, and evaluateForLogits then
+ * reads the public Map.
+ */
+function installFlatLogits(context: LlamaContext, enabled: () => boolean): boolean {
+  const native = (context as unknown as { _ctx?: Record<PropertyKey, unknown> })._ctx;
+  if (native === null || typeof native !== "object" || typeof native.sampleToken !== "function") return false;
+  if (native[FLAT_LOGITS_INSTALLED]) return true;
+  const original = native.sampleToken as (...args: unknown[]) => unknown;
+  const wrapped = function (this: unknown, ...args: unknown[]): unknown {
+    const result = original.apply(this, args);
+    // (batchLogitIndex, sampler, probabilities, confidence, logits, totalLogitWeight)
+    if (!enabled() || args.length !== 6 || args[4] !== true || args[5] !== false || !(result instanceof Promise)) return result;
+    return result.then((r: unknown) => {
+      if (!Array.isArray(r) || !Array.isArray(r[3]) || r[4] !== undefined) return r;
+      const moved = [...r];
+      moved[4] = r[3];
+      moved[3] = undefined;
+      return moved;
+    });
+  };
+  try {
+    // the native method lives on the prototype as a read-only property: shadow it on this object
+    Object.defineProperty(native, "sampleToken", { value: wrapped, writable: true, configurable: true, enumerable: false });
+    Object.defineProperty(native, FLAT_LOGITS_INSTALLED, { value: true });
+  } catch {
+    return false;
+  }
+  return true;
 }
 
 /** What controlledEvaluate returns for a sequence's next token: all logits, or a filtered list. */
