@@ -98,7 +98,7 @@ export interface LocalGenerationDetails {
 }
 
 /** How many of the negative prompt's top logits the candidates path reads (at least). */
-const NEGATIVE_TOP_MIN = 8192;
+const NEGATIVE_TOP_MIN = 4096;
 
 const FINISH_EOG: FinishReason = { unified: "stop", raw: "end-of-turn" };
 const FINISH_NEWLINE: FinishReason = { unified: "stop", raw: "newline" };
@@ -360,14 +360,14 @@ export class LocalLanguageModel implements LanguageModel {
         return (temperature > 0 ? sampleToken(scores, temperature, random()) : argmax(scores)) as Token;
       }
       const posLogits = asMap(posRead);
-      const negLogits = negRead && asMap(negRead);
-      let negValues = negLogits;
-      if (negLogits && neg) {
-        const missing = [...posLogits.keys()].filter((t) => !negLogits.has(t));
+      let negValues = negRead && valuesFor(negRead, posLogits);
+      if (negValues && neg) {
+        const found = negValues;
+        const missing = [...posLogits.keys()].filter((t) => !found.has(t));
         if (missing.length > 0) {
           // a candidate the negative prompt ranks low: read its logit exactly (evaluate the
           // negative's last token again, returning only the missing tokens' logits)
-          negValues = new Map([...negLogits, ...(await this.reevaluateLast(neg, missing))]);
+          negValues = new Map([...found, ...(await this.reevaluateLast(neg, missing))]);
           cfg.negativeReevaluations = (cfg.negativeReevaluations ?? 0) + 1;
         }
       }
@@ -499,7 +499,7 @@ export class LocalLanguageModel implements LanguageModel {
     const out = result[tokens.length - 1]?.next;
     // the flat native array, when installFlatLogits moved it into this otherwise unused field
     const flat: unknown = out?.totalLogitWeight;
-    if (Array.isArray(flat) && flat.length > 0 && flat.length % 2 === 0) return { flat: flat as number[] };
+    if (Array.isArray(flat) && flat.length % 2 === 0) return { flat: flat as number[] };
     if (!out?.logits) throw new ProviderCallError("local model returned no logits", { isRetryable: false });
     return out.logits;
   }
@@ -540,6 +540,21 @@ function toLogProbs(logits: ReadLogits, vocab: number): Float64Array {
   return logits instanceof Map ? logSoftmax(logits, vocab) : logSoftmaxFlat(logits.flat, vocab);
 }
 
+/** The logits of the tokens in `wanted` (those present), without building a Map of the rest. */
+function valuesFor(logits: ReadLogits, wanted: ReadonlyMap<Token, unknown>): Map<Token, number> {
+  const out = new Map<Token, number>();
+  if (logits instanceof Map) {
+    for (const t of wanted.keys()) {
+      const v = logits.get(t);
+      if (v !== undefined) out.set(t, v);
+    }
+  } else {
+    const f = logits.flat;
+    for (let i = 0; i < f.length; i += 2) if (wanted.has(f[i]! as Token)) out.set(f[i]! as Token, f[i + 1]!);
+  }
+  return out;
+}
+
 function asMap(logits: ReadLogits): Map<Token, number> {
   if (logits instanceof Map) return logits;
   const m = new Map<Token, number>();
@@ -554,7 +569,7 @@ const FLAT_LOGITS_INSTALLED = Symbol("rankchain.flatLogits");
  * [token, logit, token, logit, …] and then copies it into a Map (reviveTokenValuePair in
  * LlamaContext.js) — for a full vocabulary that copy costs several ms per sequence per token, and
  * no public API returns the array itself. This wraps the context's internal native
- * `_ctx.sampleToken` so that, for full-logit requests (`logits: true`, no totalLogitWeight), the
+ * `_ctx.sampleToken` so that, for logit requests (`logits: true` or a filter; no totalLogitWeight), the
  * array is moved from the result's logits slot into its totalLogitWeight slot: controlledEvaluate
  * then skips the Map and passes the array through as `next.totalLogitWeight`, which
  * evaluateForLogits recognises. Everything else passes through untouched, and so does every call
@@ -570,7 +585,7 @@ function installFlatLogits(context: LlamaContext, enabled: () => boolean): boole
   const wrapped = function (this: unknown, ...args: unknown[]): unknown {
     const result = original.apply(this, args);
     // (batchLogitIndex, sampler, probabilities, confidence, logits, totalLogitWeight)
-    if (!enabled() || args.length !== 6 || args[4] !== true || args[5] !== false || !(result instanceof Promise)) return result;
+    if (!enabled() || args.length !== 6 || (args[4] !== true && !Array.isArray(args[4])) || args[5] !== false || !(result instanceof Promise)) return result;
     return result.then((r: unknown) => {
       if (!Array.isArray(r) || !Array.isArray(r[3]) || r[4] !== undefined) return r;
       const moved = [...r];
