@@ -14,6 +14,7 @@ export function addGenerationOptions(cmd: Command): Command {
     .option("--steps <n>", "rewrites per chain", numberOption("--steps", { int: true, min: 1, max: 64 }), 8)
     .addOption(new Option("--steering <mode>", "direction control: stepwise | ladder (any model), cfg (local only)").choices(["stepwise", "ladder", "cfg"]).default("stepwise"))
     .option("--guidance <g>", "CFG guidance strength γ for --steering cfg (1 = plain decoding)", numberOption("--guidance", { min: 0, max: 20 }), 1.5)
+    .option("--cfg-top-k <k>", "CFG approximation: score only the top-K tokens of the positive prompt (default: exact, full vocabulary)", numberOption("--cfg-top-k", { int: true, min: 1 }))
     .option("--max-output-tokens <n>", "max new tokens per call (a ladder call holds all steps)", numberOption("--max-output-tokens", { int: true, min: 1 }))
     .option("--temperature <t>", "sampling temperature (0 = greedy)", numberOption("--temperature", { min: 0, max: 2 }), 0)
     .option("--seed <n>", "sampling seed, where the provider supports one", numberOption("--seed", { int: true }))

@@ -11,6 +11,8 @@ export const GenerateConfigSchema = z
     steps: z.number().int().min(1).max(64).default(8),
     steering: z.enum(["stepwise", "ladder", "cfg"]).default("stepwise"),
     guidance: z.number().min(0).max(20).default(1.5),
+    /** Opt-in approximation of CFG: score only the positive prompt's top-K tokens (unset = exact). */
+    cfgTopK: z.number().int().min(1).optional(),
     concurrency: z.number().int().min(1).max(256).default(4),
     maxUsd: z.number().positive().optional(),
     priceInput: z.number().nonnegative().optional(),
@@ -31,6 +33,9 @@ export const GenerateConfigSchema = z
   .superRefine((c, ctx) => {
     if (c.provider === "openai-compatible" && !c.baseUrl && !process.env.OPENAI_BASE_URL) {
       ctx.addIssue({ code: "custom", path: ["baseUrl"], message: "openai-compatible needs --base-url (or OPENAI_BASE_URL)" });
+    }
+    if (c.cfgTopK !== undefined && c.steering !== "cfg") {
+      ctx.addIssue({ code: "custom", path: ["cfgTopK"], message: "only applies to --steering cfg" });
     }
     if (c.steering === "cfg" && c.provider !== "local") {
       ctx.addIssue({

@@ -37,6 +37,8 @@ export interface GeneratorOptions {
   template: PromptTemplate;
   cfgBuilder?: CfgStepBuilder | undefined;
   guidance?: number | undefined;
+  /** Recorded in generator info: CFG scored only the positive prompt's top-K tokens (an approximation). */
+  cfgTopK?: number | undefined;
   maxOutputTokens: number;
   temperature?: number | undefined;
   seed?: number | undefined;
@@ -111,6 +113,7 @@ export class ChainGenerator {
       model: this.o.model.modelId,
       steering: this.o.steering,
       ...(this.o.steering === "cfg" ? { guidance: this.o.guidance ?? 1.5 } : {}),
+      ...(this.o.steering === "cfg" && this.o.cfgTopK !== undefined ? { cfg_top_k: this.o.cfgTopK } : {}),
       prompt: this.o.template.name,
       prompt_version: this.o.template.version,
       ...(warnings.length ? { warnings } : {}),

@@ -7,7 +7,7 @@ import type { LanguageModel } from "./types.ts";
  * missing key is exit 2 naming the variable; the adapters read them again at request time.
  */
 export async function createLanguageModel(
-  config: Pick<GenerateConfig, "provider" | "model" | "baseUrl" | "timeoutMs" | "gpu" | "seed">,
+  config: Pick<GenerateConfig, "provider" | "model" | "baseUrl" | "timeoutMs" | "gpu" | "seed"> & { cfgTopK?: number | undefined },
 ): Promise<LanguageModel> {
   switch (config.provider) {
     case "openai": {
@@ -27,7 +27,7 @@ export async function createLanguageModel(
     }
     case "local": {
       const { createLocalModel } = await import("./local/index.ts");
-      return createLocalModel({ model: config.model, gpu: config.gpu, seed: config.seed });
+      return createLocalModel({ model: config.model, gpu: config.gpu, seed: config.seed, cfgCandidates: config.cfgTopK });
     }
   }
 }

@@ -39,7 +39,7 @@ describe("rankchain generate (CLI)", () => {
   it("--help lists every flag", async () => {
     const r = await cli(["generate", "--help"]);
     expect(r.code).toBe(0);
-    for (const flag of ["--input", "--out", "--provider", "--model", "--base-url", "--steps", "--steering", "--guidance", "--concurrency", "--max-usd", "--price-input", "--price-output", "--max-output-tokens", "--temperature", "--seed", "--limit", "--resume", "--quiet", "--timeout", "--max-retries", "--prices", "--gpu"]) {
+    for (const flag of ["--input", "--out", "--provider", "--model", "--base-url", "--steps", "--steering", "--guidance", "--concurrency", "--max-usd", "--price-input", "--price-output", "--max-output-tokens", "--temperature", "--seed", "--limit", "--cfg-top-k", "--resume", "--quiet", "--timeout", "--max-retries", "--prices", "--gpu"]) {
       expect(r.stdout).toContain(flag);
     }
   });
