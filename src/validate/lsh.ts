@@ -1,3 +1,4 @@
+import { mulberry32 } from "../util/random.ts";
 import { dot, normalize } from "./vector.ts";
 
 /**
@@ -188,15 +189,4 @@ export function gaussianArray(n: number, seed: number): Float32Array {
     if (i + 1 < n) out[i + 1] = r * Math.sin(2 * Math.PI * u2);
   }
   return out;
-}
-
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -1,7 +1,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { validateRun } from "../../src/validate/index.ts";
-import { mulberry32 } from "../../src/validate/lsh.ts";
+import { mulberry32 } from "../../src/util/random.ts";
 import { record, TableEmbedder, tmpDir, vec } from "../validate/helpers.ts";
 
 export const HOSTILE = `<script>window.__pwned = true; alert("x")</script><img src=x onerror="window.__pwned=true">`;

@@ -1,3 +1,5 @@
+import { mulberry32 } from "../../util/random.ts";
+
 /**
  * The arithmetic of classifier-free guidance over two prompts, kept free of the model so it can
  * be read and tested on its own:
@@ -148,13 +150,4 @@ export function sampleToken(scores: Float64Array, temperature: number, uniform: 
 }
 
 /** A small seeded PRNG (mulberry32) for reproducible sampling at temperature > 0. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const seededRandom = mulberry32;
