@@ -7,7 +7,8 @@
  * The vectors are random unit vectors with planted near-duplicates (cosine 0.96–0.995), which is
  * the shape of the duplicate-chain check (one centroid per chain) at N chains.
  */
-import { CosineLshIndex, dot, gaussianArray, mulberry32, normalize } from "../../src/validate/index.ts";
+import { CosineLshIndex, dot, gaussianArray, normalize } from "../../src/validate/index.ts";
+import { mulberry32 } from "../../src/util/random.ts";
 
 const N = Number(process.argv[2] ?? 10000);
 const DIM = Number(process.argv[3] ?? 384);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { CosineLshIndex, dot, gaussianArray, mulberry32, normalize } from "../../src/validate/index.ts";
+import { CosineLshIndex, dot, gaussianArray, normalize } from "../../src/validate/index.ts";
+import { mulberry32 } from "../../src/util/random.ts";
 
 /** n random unit vectors in d dimensions, reproducible. */
 function randomUnits(n: number, d: number, seed: number): Float32Array[] {

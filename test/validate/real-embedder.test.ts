@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { modelsDir } from "../../src/config/paths.ts";
 import { createEmbedder } from "../../src/embed/index.ts";
 import type { Embedder } from "../../src/embed/types.ts";
-import { ChainValidator, mulberry32 } from "../../src/validate/index.ts";
+import { ChainValidator } from "../../src/validate/index.ts";
+import { mulberry32 } from "../../src/util/random.ts";
 import { record, REPO_ROOT } from "./helpers.ts";
 
 /**
