@@ -150,3 +150,25 @@ class TeacherListLoss(nn.Module):
 
     def config_dict(self) -> dict[str, Any]:
         return {"tau": self.tau, "tau2": self.tau2, "omega": self.omega, "reduction": self.reduction}
+
+
+def check_list_loss_args(
+    student_sim: torch.Tensor,
+    teacher_sim: torch.Tensor,
+    valid: torch.Tensor,
+    tau: float,
+    tau2: float,
+    omega: float,
+    reduction: str,
+) -> tuple[float, float, float]:
+    """Validates the arguments shared by the teacher-corrected list losses; returns (tau, tau2, omega)."""
+    tau = check_positive("tau", tau)
+    tau2 = check_positive("tau2", tau2)
+    omega = check_non_negative("omega", omega)
+    check_reduction(reduction)
+    if student_sim.shape != teacher_sim.shape or student_sim.shape[:2] != valid.shape:
+        raise ValueError(
+            f"shape mismatch: student_sim {tuple(student_sim.shape)}, teacher_sim {tuple(teacher_sim.shape)}, "
+            f"valid {tuple(valid.shape)} (expected [B, K, K], [B, K, K], [B, K])"
+        )
+    return tau, tau2, omega

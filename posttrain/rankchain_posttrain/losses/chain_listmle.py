@@ -6,11 +6,9 @@ import torch
 
 from ._chain import (
     TeacherListLoss,
+    check_list_loss_args,
     MASKED_SCORE,
     chain_cosine,
-    check_non_negative,
-    check_positive,
-    check_reduction,
     offdiag_mask,
     reduce_chains,
     refine_teacher,
@@ -113,15 +111,7 @@ def chain_listmle_loss(
         >>> t, _ = chain_cosine(teacher_emb, lengths)
         >>> chain_listmle_loss(s, t, valid)
     """
-    tau = check_positive("tau", tau)
-    tau2 = check_positive("tau2", tau2)
-    omega = check_non_negative("omega", omega)
-    check_reduction(reduction)
-    if student_sim.shape != teacher_sim.shape or student_sim.shape[:2] != valid.shape:
-        raise ValueError(
-            f"shape mismatch: student_sim {tuple(student_sim.shape)}, teacher_sim {tuple(teacher_sim.shape)}, "
-            f"valid {tuple(valid.shape)} (expected [B, K, K], [B, K, K], [B, K])"
-        )
+    tau, tau2, omega = check_list_loss_args(student_sim, teacher_sim, valid, tau, tau2, omega, reduction)
     target = refine_teacher(teacher_sim.detach().float() / tau2, valid, omega)
     lists = offdiag_mask(valid)
     per_row = listmle_rows(student_sim.float() / tau, target, lists)  # [B, K]

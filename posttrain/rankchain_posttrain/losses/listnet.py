@@ -6,11 +6,9 @@ import torch
 
 from ._chain import (
     TeacherListLoss,
+    check_list_loss_args,
     MASKED_SCORE,
     chain_cosine,
-    check_non_negative,
-    check_positive,
-    check_reduction,
     offdiag_mask,
     reduce_chains,
     refine_teacher,
@@ -72,15 +70,7 @@ def listnet_loss(
         >>> s, valid = chain_cosine(student_emb, lengths); t, _ = chain_cosine(teacher_emb, lengths)
         >>> listnet_loss(s, t, valid)
     """
-    tau = check_positive("tau", tau)
-    tau2 = check_positive("tau2", tau2)
-    omega = check_non_negative("omega", omega)
-    check_reduction(reduction)
-    if student_sim.shape != teacher_sim.shape or student_sim.shape[:2] != valid.shape:
-        raise ValueError(
-            f"shape mismatch: student_sim {tuple(student_sim.shape)}, teacher_sim {tuple(teacher_sim.shape)}, "
-            f"valid {tuple(valid.shape)} (expected [B, K, K], [B, K, K], [B, K])"
-        )
+    tau, tau2, omega = check_list_loss_args(student_sim, teacher_sim, valid, tau, tau2, omega, reduction)
     lists = offdiag_mask(valid)
     target = refine_teacher(teacher_sim.detach().float() / tau2, valid, omega)
     p_target = torch.softmax(target.masked_fill(~lists, MASKED_SCORE), dim=-1) * lists

@@ -10,6 +10,19 @@ import { mulberry32 } from "../../util/random.ts";
  * probabilities, whose logs underflow to −∞ for rare tokens and would turn −(G−1)·log p into +∞).
  */
 
+/** Turns a dense logit vector (−∞ where absent) with known maximum into log-probabilities, in place. */
+function normalizeLogits(out: Float64Array, max: number): Float64Array {
+  if (max === -Infinity) throw new Error("no finite logits to normalise");
+  let sum = 0;
+  for (let i = 0; i < out.length; i++) {
+    const v = out[i]!;
+    if (v !== -Infinity) sum += Math.exp(v - max);
+  }
+  const logZ = max + Math.log(sum);
+  for (let i = 0; i < out.length; i++) out[i] = out[i]! - logZ;
+  return out;
+}
+
 /** Raw logits (token id → logit, any subset of the vocabulary) into a dense log-softmax vector. */
 export function logSoftmax(logits: ReadonlyMap<number, number>, vocabSize: number): Float64Array {
   const out = new Float64Array(vocabSize).fill(-Infinity);
@@ -20,15 +33,7 @@ export function logSoftmax(logits: ReadonlyMap<number, number>, vocabSize: numbe
       if (logit > max) max = logit;
     }
   }
-  if (max === -Infinity) throw new Error("no finite logits to normalise");
-  let sum = 0;
-  for (let i = 0; i < vocabSize; i++) {
-    const v = out[i]!;
-    if (v !== -Infinity) sum += Math.exp(v - max);
-  }
-  const logZ = max + Math.log(sum);
-  for (let i = 0; i < vocabSize; i++) out[i] = out[i]! - logZ;
-  return out;
+  return normalizeLogits(out, max);
 }
 
 /**
@@ -47,15 +52,7 @@ export function logSoftmaxFlat(pairs: ArrayLike<number>, vocabSize: number): Flo
       if (logit > max) max = logit;
     }
   }
-  if (max === -Infinity) throw new Error("no finite logits to normalise");
-  let sum = 0;
-  for (let i = 0; i < vocabSize; i++) {
-    const v = out[i]!;
-    if (v !== -Infinity) sum += Math.exp(v - max);
-  }
-  const logZ = max + Math.log(sum);
-  for (let i = 0; i < vocabSize; i++) out[i] = out[i]! - logZ;
-  return out;
+  return normalizeLogits(out, max);
 }
 
 /**
