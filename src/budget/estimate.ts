@@ -85,7 +85,7 @@ export async function estimateRunCost(opts: {
         inHigh += hi * 2;
         outHigh += opts.maxOutputTokens * 3; // first try + one retry with doubled room
         callsHigh += 2;
-        highSteps.push("x".repeat(opts.maxOutputTokens * (exactCounter ? 4 : 1)));
+        highSteps.push(worstCaseStep(opts.maxOutputTokens, exactCounter));
       }
     }
   }
@@ -107,6 +107,15 @@ export async function estimateRunCost(opts: {
     };
   }
   return est;
+}
+
+/**
+ * Text standing in for a step that used all of --max-output-tokens, as the later prompts will
+ * count it: " x" is one tiktoken token, so N of them are N tokens; under the byte bound a step of
+ * N tokens is taken as 4N bytes (English averages about 4 bytes per token).
+ */
+function worstCaseStep(maxOutputTokens: number, exactCounter: boolean): string {
+  return exactCounter ? " x".repeat(maxOutputTokens).trim() : "x".repeat(4 * maxOutputTokens);
 }
 
 function bytes(messages: ChatMessage[]): number {

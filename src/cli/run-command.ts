@@ -1,3 +1,4 @@
+import { InvalidArgumentError } from "commander";
 import { describeError, exitCodeFor } from "./exit-codes.ts";
 
 /**
@@ -37,5 +38,4 @@ export function numberOption(flag: string, opts: { int?: boolean; min?: number; 
   };
 }
 
-import { InvalidArgumentError } from "commander";
 export class UsageError extends InvalidArgumentError {}

@@ -98,7 +98,6 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
   let truncated = [...state.completed.values()].filter((c) => c.truncated).length;
   let stepCount = [...state.completed.values()].reduce((n, c) => n + c.steps.length, 0);
   const createdAt = state.previous?.created_at ?? new Date().toISOString();
-  const { apiKey: _k, ...safeConfig } = config as GenerateConfig & { apiKey?: string };
 
   const manifest = (status: RunStatus, generatorWarnings: unknown[], reused: number, message?: string): RunManifest => {
     const t = ledger.totals();
@@ -109,7 +108,8 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
       status,
       fingerprint,
       fingerprint_hash: hashJson(fingerprint).slice(0, 16),
-      config: { ...safeConfig, resolved_prompt: `${template.name}.v${template.version}` },
+      // keys never enter the config: they are read from the environment at request time
+      config: { ...config, resolved_prompt: `${template.name}.v${template.version}` },
       totals: {
         seeds: seeds.length,
         chains_done: done,
