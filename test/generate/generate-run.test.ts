@@ -10,7 +10,7 @@ import { ChainRecordSchema } from "../../src/store/chain-record.ts";
 import { allFileText, config, readJsonlFile, SEEDS, tmpDir, writeSeeds } from "./helpers.ts";
 
 const OPENAI_KEY = "sk-test-openai-0123456789abcdefghijklmnop";
-const ANTHROPIC_KEY = "sk-ant-test-0123456789abcdefghijklmnop";
+const ANTHROPIC_KEY = "sk-ant-test_0123456789abcdefghijklmnop";
 let openai: OpenAIServer;
 let anthropic: AnthropicServer;
 

@@ -7,7 +7,7 @@ import { anthropicConservativeBound, createAnthropicModel } from "../../src/llm/
 import type { ChatMessage } from "../../src/llm/types.ts";
 import { startAnthropicServer, type AnthropicServer } from "../servers/index.ts";
 
-const KEY = "sk-ant-api03-test-0123456789abcdefghijklmnop";
+const KEY = "sk-ant-api03_test-0123456789abcdefghijklmnop";
 let srv: AnthropicServer;
 
 const messages: ChatMessage[] = [
@@ -207,7 +207,7 @@ describe("Anthropic adapter: keys", () => {
   });
 
   it("a wrong key: 401 not retryable, the key nowhere in the error", async () => {
-    const wrong = "sk-ant-api03-wrong-zyxwvutsrqponmlkjihgfedcba";
+    const wrong = "sk-ant-api03_wrong-zyxwvutsrqponmlkjihgfedcba";
     const e = await callError(model({ apiKey: wrong }).generate({ messages, maxOutputTokens: 5 }));
     expect(e).toMatchObject({ status: 401, isRetryable: false });
     expect([e.message, e.bodyExcerpt, e.stack, JSON.stringify({ ...e })].join("\n")).not.toContain(wrong);
