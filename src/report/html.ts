@@ -85,6 +85,7 @@ export function renderReportHtml(d: ReportData): string {
   const costRows = [
     ["total spend", `${usd(d.cost.usd)} <span class="note">(from ${escapeHtml(d.cost.source)})</span>`],
     ["ledger.jsonl", usd(d.cost.ledger_usd)],
+    ...Object.entries(d.cost.by_stage ?? {}).map(([stage, v]) => [`· ${escapeHtml(stage)} stage`, `${usd(v.usd)} <span class="note">(${v.calls} calls)</span>`]),
     ["run.json totals", usd(d.cost.run_json_usd)],
     ["sum of chains' usage", usd(d.cost.chains_usd)],
     ["kept chains (accepted + repaired)", String(d.cost.kept_chains)],
