@@ -7,7 +7,7 @@ import type { ModelPrice, PriceTable } from "../config/prices.ts";
 import { ConfigError } from "../errors.ts";
 import { OnnxEmbedder, type OnnxEmbedderOptions } from "./onnx-embedder.ts";
 import { OpenAIEmbedder } from "./openai-embedder.ts";
-import { DEFAULT_EMBEDDER, registryEntry } from "./registry.ts";
+import { DEFAULT_EMBEDDER, EMBEDDER_REGISTRY, registryEntry } from "./registry.ts";
 import type { Embedder } from "./types.ts";
 
 /**
@@ -78,7 +78,7 @@ export function resolveEmbedderSpec(spec: string | undefined, env: NodeJS.Proces
   if (pathLike || existsSync(expanded)) return { kind: "directory", dir: resolve(expanded) };
   if (HUB_ID.test(s)) return { kind: "hub", id: s };
   throw new ConfigError(
-    `--embedder "${s}" is neither a registry name (${["all-MiniLM-L6-v2", "text-embedding-3-small", "text-embedding-3-large"].join(", ")}), an existing directory, a Hugging Face id (owner/name) nor openai:<model>`,
+    `--embedder "${s}" is neither a registry name (${Object.keys(EMBEDDER_REGISTRY).join(", ")}), an existing directory, a Hugging Face id (owner/name) nor openai:<model>`,
   );
 }
 
