@@ -115,6 +115,21 @@ describe("the ledger against billing servers", () => {
     expect(run.totals).toMatchObject({ usd: 0, calls: 0, input_tokens: 0 });
   });
 
+  it("a timeout after the request was sent and a reset connection stay charged at worst case", async () => {
+    const srv = await server({
+      tokenize: "llama.cpp",
+      responder: (_req, ctx) => (ctx.index === 0 ? { ...ctx.defaultReply(), delayMs: 3000 } : ctx.index === 1 ? { type: "reset" } : ctx.defaultReply()),
+    });
+    const dir = tmpDir();
+    await runGenerate(base(srv, dir, writeSeeds(dir, seeds(1)), { steps: 1, concurrency: 1, maxRetries: 2, timeoutMs: 300, maxUsd: 1 }));
+    const entries = ledgerOf(join(dir, "run"));
+    const worst = entries.filter((e) => e.type === "charge" && e.estimated);
+    expect(worst).toHaveLength(2); // the timed-out attempt and the reset one
+    expect(entries.filter((e) => e.type === "release")).toHaveLength(0);
+    const reserves = entries.filter((e) => e.type === "reserve");
+    for (const w of worst) expect(w.usd).toBeCloseTo(reserves.find((r) => r.id === w.id)!.usd, 15);
+  });
+
   it("a cap at 40% of the run's cost is spent (>= 85%) before exit 3, not abandoned at the first misfit", async () => {
     const srv = await server({ tokenize: "llama.cpp" });
     const input = (d: string) => writeSeeds(d, seeds(6));
