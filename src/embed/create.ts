@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
-import type { BudgetLedger } from "../budget/ledger.ts";
+import type { Ledger } from "../budget/types.ts";
 import { cacheDir, modelsDir } from "../config/paths.ts";
 import type { ModelPrice, PriceTable } from "../config/prices.ts";
 import { ConfigError } from "../errors.ts";
@@ -38,7 +38,7 @@ export interface CreateEmbedderOptions extends OnnxEmbedderOptions {
   // OpenAI backend
   apiKey?: string;
   baseURL?: string;
-  ledger?: BudgetLedger;
+  ledger?: Ledger;
   price?: ModelPrice;
   priceTable?: PriceTable;
   dimensions?: number;
