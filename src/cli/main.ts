@@ -10,6 +10,7 @@ import { registerModels } from "./models.ts";
 import { registerPosttrain } from "./posttrain.ts";
 import { registerEval } from "./eval.ts";
 import { registerSeeds } from "./seeds.ts";
+import { registerExport } from "./export.ts";
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -30,6 +31,7 @@ registerReport(program);
 registerModels(program);
 registerPosttrain(program);
 registerEval(program);
+registerExport(program);
 
 try {
   await program.parseAsync(process.argv);
