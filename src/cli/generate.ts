@@ -24,6 +24,9 @@ export function addGenerationOptions(cmd: Command): Command {
     .option("--price-output <usd>", "output price, USD per million tokens (overrides the table)", numberOption("--price-output", { min: 0 }))
     .option("--prices <file>", "JSON price table overriding/adding models (see README)")
     .option("--prompt-version <n>", "prompt template version (default: latest)", numberOption("--prompt-version", { int: true, min: 1 }))
+    .option("--oversample <k>", "generate steps×K rewrites and keep every K-th (long chains drift further per kept step)", numberOption("--oversample", { int: true, min: 1, max: 8 }), 1)
+    .option("--step-retries <n>", "retries of a bad step (copy, refusal, drift rule), each with changed settings recorded in the chain", numberOption("--step-retries", { int: true, min: 0, max: 5 }), 2)
+    .option("--no-drift-rules", "do not retry steps outside the length band, appending to the previous step, or (stepwise/ladder) returning toward the anchor")
     .option("--max-seed-chars <n>", "reject seeds longer than this", numberOption("--max-seed-chars", { int: true, min: 1 }), 2000)
     .addOption(new Option("--gpu <mode>", "local models: GPU backend").choices(["auto", "cuda", "metal", "off"]).default("auto"));
 }
