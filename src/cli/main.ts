@@ -10,6 +10,7 @@ import { registerModels } from "./models.ts";
 import { registerPosttrain } from "./posttrain.ts";
 import { registerEval } from "./eval.ts";
 import { registerSeeds } from "./seeds.ts";
+import { registerMine } from "./mine.ts";
 import { registerExport } from "./export.ts";
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -31,6 +32,7 @@ registerReport(program);
 registerModels(program);
 registerPosttrain(program);
 registerEval(program);
+registerMine(program);
 registerExport(program);
 
 try {

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
 import { BudgetLedger } from "../budget/ledger.ts";
+import type { StageTotals } from "../budget/types.ts";
 import { BudgetExceededError, InterruptedError, RankchainError } from "../errors.ts";
 import { loadPriceTable, resolvePrice, type ModelPrice } from "../config/prices.ts";
 import { PROJECT_ROOT } from "../config/paths.ts";
@@ -35,9 +36,10 @@ export interface GenerateSummary {
 
 const VERSION = (JSON.parse(readFileSync(join(PROJECT_ROOT, "package.json"), "utf8")) as { version: string }).version;
 
-async function loadCfgBuilder(): Promise<{ builder: CfgStepBuilder; template: PromptTemplate }> {
+async function loadCfgBuilder(version: number | undefined): Promise<{ builder: CfgStepBuilder; template: PromptTemplate }> {
   const cfg = await import("../steering/cfg.ts");
-  return { builder: cfg.buildCfgStepRequest as CfgStepBuilder, template: cfg.cfgTemplate() };
+  const template = cfg.cfgTemplate(version);
+  return { builder: (input) => cfg.buildCfgStepRequest({ ...input, template }), template };
 }
 
 /**
@@ -63,7 +65,7 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
   let template: PromptTemplate;
   let cfgBuilder: CfgStepBuilder | undefined;
   if (config.steering === "cfg") {
-    const cfg = await loadCfgBuilder();
+    const cfg = await loadCfgBuilder(config.promptVersion);
     template = cfg.template;
     cfgBuilder = cfg.builder;
   } else {
@@ -86,6 +88,10 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     temperature: config.temperature,
     seed: config.seed ?? null,
     max_seed_chars: config.maxSeedChars,
+    // only when not the default, so runs made before these settings existed still resume
+    ...(config.oversample !== 1 ? { oversample: config.oversample } : {}),
+    ...(config.stepRetries !== 2 ? { step_retries: config.stepRetries } : {}),
+    ...(!config.driftRules ? { drift_rules: false } : {}),
   };
   const state = await openRunDir({ dir: config.out, resume: config.resume, fingerprint });
   const model = hooks.model ?? (await createLanguageModel(config));
@@ -120,6 +126,9 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
         input_tokens: t.inputTokens,
         output_tokens: t.outputTokens,
         calls: t.calls,
+        released_attempts: t.released,
+        over_billed: { calls: t.overBilled.calls, usd: Math.round(t.overBilled.usd * 1e9) / 1e9 },
+        by_stage: roundStages(t.byStage),
         cached_responses_reused: reused,
         elapsed_s: Math.round((Date.now() - started) / 100) / 10,
       },
@@ -148,6 +157,9 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     maxOutputTokens: config.maxOutputTokens,
     temperature: config.temperature,
     seed: config.seed,
+    oversample: config.oversample,
+    stepRetries: config.stepRetries,
+    driftRules: config.driftRules,
     concurrency: config.concurrency,
     price,
     ledger,
@@ -206,4 +218,8 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     );
   }
   return { out: config.out, status, manifest: final, chainsWrittenNow: outcome.written.length };
+}
+
+function roundStages(stages: Record<string, StageTotals>): Record<string, StageTotals> {
+  return Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, { ...v, usd: Math.round(v.usd * 1e9) / 1e9 }]));
 }
