@@ -59,14 +59,21 @@ export interface GeneratorOptions {
   onChainDone?: (record: ChainRecord) => void;
   onChainFailed?: (info: { id: string; line: number; error: unknown }) => void;
   onRetry?: (info: { chainId: string; attempt: number; delayMs: number; error: unknown }) => void;
+  /**
+   * Circuit breaker: after this many consecutive connection failures (refused, reset, timed out;
+   * retries included) the run starts no new call and stops with stoppedBy "unreachable". Default 5.
+   */
+  maxConnectionFailures?: number | undefined;
   now?: () => Date;
 }
 
 export interface GenerateOutcome {
   /** ids of chains written in this process */
   written: string[];
-  stoppedBy: "done" | "budget" | "interrupted";
+  stoppedBy: "done" | "budget" | "interrupted" | "unreachable";
   budgetError: BudgetExceededError | undefined;
+  /** Set when the circuit breaker stopped the run: how many consecutive failures, and the last one. */
+  unreachable: { consecutiveFailures: number; lastError: string } | undefined;
   cachedResponsesReused: number;
   warnings: CallWarning[];
   /** Chains that failed with a provider error that concerns only them; not written, so --resume retries them. */
@@ -86,13 +93,37 @@ class StopSignal extends RankchainError {
   override readonly name = "StopSignal";
 }
 
+/** The default of GeneratorOptions.maxConnectionFailures. */
+export const DEFAULT_MAX_CONNECTION_FAILURES = 5;
+
+/**
+ * A failure to reach the provider at all: a ProviderCallError without an HTTP status that is
+ * retryable — connection refused or reset, DNS, a timeout. (Aborts are not retryable; HTTP errors
+ * and malformed bodies carry a status.)
+ */
+export function isConnectionFailure(e: unknown): boolean {
+  return e instanceof ProviderCallError && e.status === undefined && e.isRetryable;
+}
+
+/** A message shortened at a word boundary (never mid-path), with an ellipsis when shortened. */
+export function shortenMessage(message: string, max = 500): string {
+  const oneLine = message.replace(/\s*\n\s*/g, " ");
+  if (oneLine.length <= max) return oneLine;
+  const cut = oneLine.lastIndexOf(" ", max);
+  return (cut > max / 2 ? oneLine.slice(0, cut) : oneLine.slice(0, max)) + " …";
+}
+
 /**
  * The chain generator. It owns failure: concurrency, retries (each attempt reserves in the ledger
  * again), the ledger, appends and response caching. Adapters make one call and catch nothing.
  */
 export class ChainGenerator {
-  private stopping: "budget" | "interrupted" | undefined;
+  private stopping: "budget" | "interrupted" | "unreachable" | undefined;
   private budgetError: BudgetExceededError | undefined;
+  private consecutiveConnectionFailures = 0;
+  private unreachable: GenerateOutcome["unreachable"];
+  /** Aborted when retries must stop waiting: the run's abort signal, or the circuit breaker. */
+  private readonly halt = new AbortController();
   private reused = 0;
   private readonly warnings = new Map<string, CallWarning>();
   private readonly retryPolicy: RetryPolicy;
@@ -104,6 +135,27 @@ export class ChainGenerator {
     if (o.steering === "cfg" && !o.cfgBuilder) throw new RankchainError("cfg steering needs a step builder");
     this.retryPolicy = o.retryPolicy ?? DEFAULT_RETRY_POLICY;
     o.drainSignal?.addEventListener("abort", () => (this.stopping ??= "interrupted"), { once: true });
+    o.abortSignal?.addEventListener("abort", () => this.halt.abort(o.abortSignal?.reason), { once: true });
+  }
+
+  /** Counts a connection failure (or resets the count after an answer); trips the breaker at the limit. */
+  private noteConnection(error: unknown): void {
+    if (error === undefined) {
+      this.consecutiveConnectionFailures = 0;
+      return;
+    }
+    if (!isConnectionFailure(error)) return;
+    this.consecutiveConnectionFailures++;
+    const limit = this.o.maxConnectionFailures ?? DEFAULT_MAX_CONNECTION_FAILURES;
+    if (this.consecutiveConnectionFailures >= limit && !this.unreachable) {
+      this.unreachable = {
+        consecutiveFailures: this.consecutiveConnectionFailures,
+        lastError: shortenMessage(error instanceof Error ? error.message : String(error)),
+      };
+      this.stopping ??= "unreachable";
+      // wake retries that are waiting out a backoff: no new call will be made
+      this.halt.abort(new StopSignal("provider unreachable"));
+    }
   }
 
   generatorInfo(): GeneratorInfo {
@@ -135,13 +187,15 @@ export class ChainGenerator {
           this.o.onChainDone?.(record);
         } catch (e) {
           if (e instanceof StopSignal) return;
+          // the breaker tripped: this chain is not done, not failed; --resume does it
+          if (this.stopping === "unreachable" && (isConnectionFailure(e) || (e instanceof RetryError && isConnectionFailure(e.lastError)))) return;
           if (e instanceof BudgetExceededError) {
             this.budgetError ??= e;
             this.stopping ??= "budget";
             return;
           }
           if ((e instanceof ProviderCallError || e instanceof RetryError) && !isFatalProviderError(e) && !this.o.abortSignal?.aborted) {
-            failed.push({ id: seed.id, line: seed.line, error: e.message.slice(0, 300) });
+            failed.push({ id: seed.id, line: seed.line, error: shortenMessage(e.message) });
             this.o.onChainFailed?.({ id: seed.id, line: seed.line, error: e });
             continue;
           }
@@ -158,6 +212,7 @@ export class ChainGenerator {
       written,
       stoppedBy: this.stopping ?? "done",
       budgetError: this.budgetError,
+      unreachable: this.unreachable,
       cachedResponsesReused: this.reused,
       warnings: [...this.warnings.values()],
       failed,
@@ -323,12 +378,21 @@ export class ChainGenerator {
           model: `${this.o.model.provider}/${this.o.model.modelId}`,
         });
         let result: GenerateResult;
+        // One signal per call, linked to the run's: SDKs add an abort listener to the signal they
+        // get, so handing every call the run-wide signal piles up listeners (MaxListenersExceeded).
+        const callAbort = new AbortController();
+        const run = this.o.abortSignal;
+        const forward = () => callAbort.abort(run?.reason);
+        if (run?.aborted) forward();
+        else run?.addEventListener("abort", forward, { once: true });
         try {
           result =
             planned.kind === "guided"
-              ? await this.o.model.generateGuided!({ ...planned.req, abortSignal: this.o.abortSignal })
-              : await this.o.model.generate({ ...planned.req, abortSignal: this.o.abortSignal, timeoutMs: this.o.timeoutMs });
+              ? await this.o.model.generateGuided!({ ...planned.req, abortSignal: callAbort.signal })
+              : await this.o.model.generate({ ...planned.req, abortSignal: callAbort.signal, timeoutMs: this.o.timeoutMs });
+          this.noteConnection(undefined);
         } catch (error) {
+          this.noteConnection(error);
           // An HTTP error answer is not billed. A timeout, reset or abort may have been processed:
           // charge its worst case so the ledger never under-counts.
           if (error instanceof ProviderCallError && error.status !== undefined) {
@@ -343,6 +407,8 @@ export class ChainGenerator {
             });
           }
           throw error;
+        } finally {
+          run?.removeEventListener("abort", forward);
         }
         const input = result.usage.inputTokens ?? counted.tokens;
         const output = result.usage.outputTokens ?? maxOut;
@@ -373,7 +439,7 @@ export class ChainGenerator {
       },
       this.retryPolicy,
       {
-        signal: this.o.abortSignal,
+        signal: this.halt.signal,
         onRetry: (info) => this.o.onRetry?.({ chainId: ctx.chainId, ...info }),
       },
     );
