@@ -28,6 +28,7 @@ export type CfgStepBuilder = (input: {
   maxOutputTokens: number;
   temperature?: number | undefined;
   seed?: number | undefined;
+  template?: PromptTemplate | undefined;
 }) => GuidedGenerateRequest;
 
 export interface GeneratorOptions {
@@ -295,6 +296,7 @@ export class ChainGenerator {
         req: this.o.cfgBuilder!({
           anchor,
           steps,
+          template: this.o.template,
           guidance: this.o.guidance ?? 1.5,
           maxOutputTokens: this.o.maxOutputTokens,
           temperature: this.o.temperature,

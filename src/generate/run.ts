@@ -37,9 +37,9 @@ export interface GenerateSummary {
 
 const VERSION = (JSON.parse(readFileSync(join(PROJECT_ROOT, "package.json"), "utf8")) as { version: string }).version;
 
-async function loadCfgBuilder(): Promise<{ builder: CfgStepBuilder; template: PromptTemplate }> {
+async function loadCfgBuilder(version: number | undefined): Promise<{ builder: CfgStepBuilder; template: PromptTemplate }> {
   const cfg = await import("../steering/cfg.ts");
-  return { builder: cfg.buildCfgStepRequest as CfgStepBuilder, template: cfg.cfgTemplate() };
+  return { builder: cfg.buildCfgStepRequest as CfgStepBuilder, template: cfg.cfgTemplate(version) };
 }
 
 /**
@@ -65,7 +65,7 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
   let template: PromptTemplate;
   let cfgBuilder: CfgStepBuilder | undefined;
   if (config.steering === "cfg") {
-    const cfg = await loadCfgBuilder();
+    const cfg = await loadCfgBuilder(config.promptVersion);
     template = cfg.template;
     cfgBuilder = cfg.builder;
   } else {

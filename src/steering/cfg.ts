@@ -1,5 +1,5 @@
 import type { ChatMessage, GuidedGenerateRequest } from "../llm/types.ts";
-import { loadPromptTemplate, renderTemplate, type PromptTemplate } from "./prompt-templates.ts";
+import { delimit, loadPromptTemplate, renderTemplate, type PromptTemplate } from "./prompt-templates.ts";
 
 /**
  * Logit-level direction control (local models): chain step i rewrites x(i−1) while guidance
@@ -10,7 +10,8 @@ import { loadPromptTemplate, renderTemplate, type PromptTemplate } from "./promp
  * with x(0) = the anchor and x(−1) = the anchor too, so step 1 is plain decoding.
  */
 export const CFG_PROMPT_NAME = "cfg-rewrite";
-export const CFG_PROMPT_VERSION = 1;
+/** v2 delimits the sentence like the other templates; `--prompt-version 1` keeps the bare v1. */
+export const CFG_PROMPT_VERSION = 2;
 export const DEFAULT_GUIDANCE = 1.5;
 
 export function cfgTemplate(version: number = CFG_PROMPT_VERSION): PromptTemplate {
@@ -26,13 +27,15 @@ export interface CfgStepInput {
   maxOutputTokens: number;
   temperature?: number | undefined;
   seed?: number | undefined;
-  /** Template to use; default cfg-rewrite v1. */
+  /** Template to use; default cfg-rewrite at CFG_PROMPT_VERSION. */
   template?: PromptTemplate | undefined;
 }
 
 /** The chat messages asking for a rewrite of one sentence. */
 export function cfgRewriteMessages(sentence: string, template: PromptTemplate = cfgTemplate()): ChatMessage[] {
-  return renderTemplate(template, { sentence: sentence.replace(/\s+/g, " ").trim() });
+  const oneLine = sentence.replace(/\s+/g, " ").trim();
+  // v1 inserted the sentence bare; later versions put it between <sentence> tags
+  return renderTemplate(template, { sentence: template.version >= 2 ? delimit(oneLine) : oneLine });
 }
 
 /**

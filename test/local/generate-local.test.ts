@@ -20,7 +20,7 @@ describe("generate with the embedded local model", () => {
     const chains = readJsonlFile(join(out, "chains.jsonl")).map((c) => ChainRecordSchema.parse(c));
     expect(chains).toHaveLength(2);
     for (const c of chains) {
-      expect(c.generator).toMatchObject({ provider: "local", model: "smollm2-135m-instruct", steering: "cfg", guidance: 1.5, cfg_top_k: 20, prompt: "cfg-rewrite", prompt_version: 1 });
+      expect(c.generator).toMatchObject({ provider: "local", model: "smollm2-135m-instruct", steering: "cfg", guidance: 1.5, cfg_top_k: 20, prompt: "cfg-rewrite", prompt_version: 2 });
       expect(c.usage.usd).toBe(0);
       expect(c.usage.output_tokens).toBeGreaterThan(0);
       expect(c.steps.length + (c.truncated ? 1 : 0)).toBeGreaterThanOrEqual(1);
