@@ -8,11 +8,13 @@ import type {
   GenerateResult,
   GuidedGenerateRequest,
   LanguageModel,
+  StructuredOutputMode,
 } from "../llm/types.ts";
+import { STRUCTURED_OUTPUT_MODES } from "../llm/types.ts";
 import type { ChainRecord, GeneratorInfo } from "../store/chain-record.ts";
 import { hashJson, type CachedResponse } from "../store/run-dir.ts";
 import type { JsonlAppender } from "../store/jsonl.ts";
-import { buildLadderRequest, buildStepwiseRequest, parseLadderResponse } from "../steering/prompt.ts";
+import { buildLadderRequest, buildStepwiseRequest, parseLadderItems } from "../steering/prompt.ts";
 import type { PromptTemplate } from "../steering/prompt-templates.ts";
 import { cleanStep, type CleanFailure } from "./clean.ts";
 import { DEFAULT_RETRY_POLICY, withRetries, type RetryPolicy } from "./retry.ts";
@@ -66,7 +68,15 @@ export interface GeneratorOptions {
    * retries included) the run starts no new call and stops with stoppedBy "unreachable". Default 5.
    */
   maxConnectionFailures?: number | undefined;
+  /** Structured-output mode to start from (resume passes the mode the run had settled on). Default json_schema. */
+  structuredMode?: StructuredOutputMode | undefined;
   now?: () => Date;
+}
+
+/** How ladder calls asked for JSON, and every step down a server forced (recorded in run.json). */
+export interface StructuredOutputRecord {
+  mode: StructuredOutputMode;
+  changes: { from: StructuredOutputMode; to: StructuredOutputMode; reason: string }[];
 }
 
 export interface GenerateOutcome {
@@ -76,6 +86,8 @@ export interface GenerateOutcome {
   budgetError: BudgetExceededError | undefined;
   /** Set when the circuit breaker stopped the run: how many consecutive failures, and the last one. */
   unreachable: { consecutiveFailures: number; lastError: string } | undefined;
+  /** Ladder steering only: the structured-output mode the run ended with, and why it changed. */
+  structuredOutput: StructuredOutputRecord | undefined;
   cachedResponsesReused: number;
   warnings: CallWarning[];
   /** Chains that failed with a provider error that concerns only them; not written, so --resume retries them. */
@@ -93,6 +105,21 @@ export function isFatalProviderError(e: unknown): boolean {
 
 class StopSignal extends RankchainError {
   override readonly name = "StopSignal";
+}
+
+/**
+ * A server's answer that rejects the requested response_format (HTTP 4xx/5xx whose message or body
+ * names response_format / json_schema / json_object, e.g. llama-cpp-python's 500 "Input should be
+ * 'text' or 'json_object'"). Retrying it unchanged would fail the same way; the generator steps
+ * down to the next structured-output mode instead.
+ */
+export function isResponseFormatRejection(e: unknown): boolean {
+  if (!(e instanceof ProviderCallError) || e.status === undefined || e.status < 400) return false;
+  return /response_format|json_schema|json_object|guided_json/i.test(`${e.message}\n${e.bodyExcerpt ?? ""}`);
+}
+
+class StructuredOutputRejected extends RankchainError {
+  override readonly name = "StructuredOutputRejected";
 }
 
 /** The default of GeneratorOptions.maxConnectionFailures. */
@@ -126,6 +153,9 @@ export class ChainGenerator {
   private unreachable: GenerateOutcome["unreachable"];
   /** Aborted when retries must stop waiting: the run's abort signal, or the circuit breaker. */
   private readonly halt = new AbortController();
+  /** Feature detection, once per run: the strongest structured-output mode the server accepts. */
+  private structuredMode: StructuredOutputMode;
+  private readonly structuredChanges: StructuredOutputRecord["changes"] = [];
   private reused = 0;
   private readonly warnings = new Map<string, CallWarning>();
   private readonly retryPolicy: RetryPolicy;
@@ -136,6 +166,7 @@ export class ChainGenerator {
     }
     if (o.steering === "cfg" && !o.cfgBuilder) throw new RankchainError("cfg steering needs a step builder");
     this.retryPolicy = o.retryPolicy ?? DEFAULT_RETRY_POLICY;
+    this.structuredMode = o.structuredMode ?? "json_schema";
     o.drainSignal?.addEventListener("abort", () => (this.stopping ??= "interrupted"), { once: true });
     o.abortSignal?.addEventListener("abort", () => this.halt.abort(o.abortSignal?.reason), { once: true });
   }
@@ -215,6 +246,7 @@ export class ChainGenerator {
       stoppedBy: this.stopping ?? "done",
       budgetError: this.budgetError,
       unreachable: this.unreachable,
+      structuredOutput: this.o.steering === "ladder" ? { mode: this.structuredMode, changes: [...this.structuredChanges] } : undefined,
       cachedResponsesReused: this.reused,
       warnings: [...this.warnings.values()],
       failed,
@@ -237,12 +269,26 @@ export class ChainGenerator {
       });
       let parsed: string[] | undefined;
       let res = await this.call(ctx, { kind: "plain", req });
-      parsed = parseLadderResponse(res.text, this.o.steps);
+      parsed = parseLadderItems(res.text, this.o.steps);
+      if (!parsed && res.structuredMode && res.structuredMode !== "prompt" && res.finishReason.unified !== "length" && !/^\s*[{[]/.test(res.text)) {
+        // free text in answer to response_format: the server ignores the field (so any mode of it);
+        // spell the schema out in the prompt instead
+        this.stepDownStructured(res.structuredMode, "the server answered free text to response_format (ignored it)", "prompt");
+      }
       if (!parsed || parsed.length < this.o.steps) {
         // retry once with changed parameters: more room if it was cut off, else some temperature
         res = await this.call(ctx, { kind: "plain", req: this.retryVariant(req, res.finishReason.unified === "length") });
-        const again = parseLadderResponse(res.text, this.o.steps);
+        const again = parseLadderItems(res.text, this.o.steps);
         if (again && again.length >= (parsed?.length ?? 0)) parsed = again;
+      }
+      if (parsed) {
+        // a first item that repeats the anchor is dropped, not a reason to discard the chain
+        const first = cleanStep(parsed[0]!, [seed.text]);
+        if (!first.ok && first.reason === "duplicate" && parsed.length > 1) {
+          parsed = parsed.slice(1);
+          cleaningNotes.push("1:dropped a copy of the anchor");
+        }
+        parsed = parsed.slice(0, this.o.steps);
       }
       if (!parsed) {
         truncated = { at_step: 1, reason: res.finishReason.unified === "length" ? "unparsable-truncated" : "unparsable" };
@@ -346,8 +392,43 @@ export class ChainGenerator {
    * otherwise reserve the worst case, call, replace the reservation by the reported usage,
    * append the response. Retries (classified retryable only) reserve again each attempt.
    */
-  private async call(ctx: { chainId: string; callIndex: number }, planned: PlannedCall): Promise<GenerateResult> {
+  /** Steps the structured-output mode down once (for every chain of the run) and records why. */
+  private stepDownStructured(from: StructuredOutputMode, reason: string, to?: StructuredOutputMode): void {
+    if (this.structuredMode !== from) return; // another chain already stepped down
+    const next = to ?? STRUCTURED_OUTPUT_MODES[STRUCTURED_OUTPUT_MODES.indexOf(from) + 1];
+    if (!next) return;
+    this.structuredMode = next;
+    this.structuredChanges.push({ from, to: next, reason: shortenMessage(reason, 300) });
+  }
+
+  /**
+   * One logical call. A ladder request is sent in the run's current structured-output mode; a
+   * server that rejects the mode makes the run step down (json_schema → json_object → prompt) and
+   * the same call is made again in the next mode, under the same call index (so --resume finds it).
+   */
+  private async call(ctx: { chainId: string; callIndex: number }, planned: PlannedCall): Promise<GenerateResult & { structuredMode?: StructuredOutputMode }> {
     const callIndex = ctx.callIndex++;
+    for (;;) {
+      const rf = planned.kind === "plain" ? planned.req.responseFormat : undefined;
+      const mode = this.structuredMode;
+      // json_schema is the request as it always was (same cache key as runs made before modes existed)
+      const effective: PlannedCall =
+        rf && planned.kind === "plain" && mode !== "json_schema" ? { kind: "plain", req: { ...planned.req, responseFormat: { ...rf, mode } } } : planned;
+      try {
+        const result = await this.callOnce(ctx.chainId, callIndex, effective);
+        return rf ? { ...result, structuredMode: mode } : result;
+      } catch (e) {
+        if (e instanceof StructuredOutputRejected && rf) {
+          this.stepDownStructured(mode, e.message);
+          if (this.structuredMode !== mode) continue;
+        }
+        throw e instanceof StructuredOutputRejected ? e.cause : e;
+      }
+    }
+  }
+
+  private async callOnce(chainId: string, callIndex: number, planned: PlannedCall): Promise<GenerateResult> {
+    const ctx = { chainId };
     const fingerprint =
       planned.kind === "guided"
         ? { g: planned.req.guidance, p: planned.req.positive, n: planned.req.negative, m: planned.req.maxOutputTokens, t: planned.req.temperature, s: planned.req.seed }
@@ -408,6 +489,11 @@ export class ChainGenerator {
           // and an attempt that never reached the provider are released; a timeout, reset or abort
           // after sending is charged at worst case (src/budget/billing.ts).
           await settleFailure(this.o.ledger, reservation, error);
+          const rfMode = planned.kind === "plain" ? (planned.req.responseFormat?.mode ?? "json_schema") : undefined;
+          if (planned.kind === "plain" && planned.req.responseFormat && rfMode !== "prompt" && isResponseFormatRejection(error)) {
+            // not retried blindly: the caller steps down to the next mode
+            throw new StructuredOutputRejected(`${rfMode} rejected: ${(error as Error).message}`, { cause: error });
+          }
           throw error;
         } finally {
           run?.removeEventListener("abort", forward);

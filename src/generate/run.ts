@@ -12,7 +12,8 @@ import { createLanguageModel } from "../llm/create.ts";
 import { openAppenders, openRunDir, RUN_FILES, writeManifest, hashJson, type RunManifest, type RunStatus } from "../store/run-dir.ts";
 import type { ChainRecord } from "../store/chain-record.ts";
 import { loadPromptTemplate, type PromptTemplate } from "../steering/prompt-templates.ts";
-import { ChainGenerator, type CfgStepBuilder } from "./generator.ts";
+import { ChainGenerator, type CfgStepBuilder, type StructuredOutputRecord } from "./generator.ts";
+import { STRUCTURED_OUTPUT_MODES, type StructuredOutputMode } from "../llm/types.ts";
 import { readSeeds, type SeedFile } from "./seeds.ts";
 
 export interface GenerateHooks {
@@ -149,10 +150,12 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
       ...(price ? { price: { ...price, table_as_of: table.as_of, unit: "USD per million tokens" } } : {}),
       input: { path: config.input, seeds_in_file: seedFile.seeds.length, duplicates: seedFile.duplicates.length, blank_lines: seedFile.blankLines },
       ...(outcomeFailed.length ? { failed_chains: outcomeFailed } : {}),
+      ...(structuredOutput ? { structured_output: structuredOutput } : {}),
       ...(message ? { message } : {}),
     };
   };
   let outcomeFailed: { id: string; line: number; error: string }[] = [];
+  let structuredOutput: StructuredOutputRecord | undefined = state.previous?.structured_output as StructuredOutputRecord | undefined;
   let outcomeStatusOverride: RunStatus | undefined;
 
   writeManifest(config.out, manifest("running", [], 0));
@@ -178,6 +181,8 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     retryPolicy: { maxRetries: config.maxRetries, initialDelayMs: 500, maxDelayMs: 8000, backoffFactor: 2, jitter: 0.25, maxRetryAfterMs: 60_000 },
     timeoutMs: config.timeoutMs,
     maxConnectionFailures: config.maxConnectionFailures,
+    // feature detection is once per run: a resumed run starts where the server was found to be
+    structuredMode: previousStructuredMode(state.previous),
     drainSignal: hooks.drainSignal,
     abortSignal: hooks.abortSignal,
     onRetry: hooks.onRetry,
@@ -197,6 +202,10 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
   try {
     outcome = await generator.run(remaining);
     outcomeFailed = outcome.failed;
+    if (outcome.structuredOutput) {
+      const before = structuredOutput?.changes ?? [];
+      structuredOutput = { mode: outcome.structuredOutput.mode, changes: [...before, ...outcome.structuredOutput.changes] };
+    }
     if (outcome.failed.length > 0 && outcome.stoppedBy === "done") outcomeStatusOverride = "incomplete";
     // every chain of a finished run is empty or too short: nothing usable was produced
     if (outcome.stoppedBy === "done" && outcome.failed.length === 0 && done > 0 && usability.usable === 0) outcomeStatusOverride = "no_usable_chains";
@@ -265,4 +274,9 @@ function noUsableMessage(u: { empty: number; short: number }, minSteps: number, 
 
 function roundStages(stages: Record<string, StageTotals>): Record<string, StageTotals> {
   return Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, { ...v, usd: Math.round(v.usd * 1e9) / 1e9 }]));
+}
+
+function previousStructuredMode(previous: RunManifest | undefined): StructuredOutputMode | undefined {
+  const mode = (previous?.structured_output as { mode?: unknown } | undefined)?.mode;
+  return STRUCTURED_OUTPUT_MODES.find((m) => m === mode);
 }
