@@ -38,6 +38,13 @@ export const GenerateConfigSchema = z
     if (c.provider === "openai-compatible" && !c.baseUrl && !process.env.OPENAI_BASE_URL) {
       ctx.addIssue({ code: "custom", path: ["baseUrl"], message: "openai-compatible needs --base-url (or OPENAI_BASE_URL)" });
     }
+    if (c.baseUrl !== undefined && /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(c.baseUrl)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["baseUrl"],
+        message: "holds credentials (user:password@host), which Node's fetch refuses; remove them and put the key in OPENAI_API_KEY (?key= in the query is fine)",
+      });
+    }
     if (c.minSteps !== undefined && c.minSteps > c.steps) {
       ctx.addIssue({ code: "custom", path: ["minSteps"], message: `must be at most --steps (${c.steps}), got ${c.minSteps}` });
     }
