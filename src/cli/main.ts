@@ -11,6 +11,7 @@ import { registerPosttrain } from "./posttrain.ts";
 import { registerEval } from "./eval.ts";
 import { registerSeeds } from "./seeds.ts";
 import { registerMine } from "./mine.ts";
+import { registerExport } from "./export.ts";
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -40,6 +41,7 @@ registerModels(program);
 registerPosttrain(program);
 registerEval(program);
 registerMine(program);
+registerExport(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -40,7 +40,8 @@ const VERSION = (JSON.parse(readFileSync(join(PROJECT_ROOT, "package.json"), "ut
 
 async function loadCfgBuilder(version: number | undefined): Promise<{ builder: CfgStepBuilder; template: PromptTemplate }> {
   const cfg = await import("../steering/cfg.ts");
-  return { builder: cfg.buildCfgStepRequest as CfgStepBuilder, template: cfg.cfgTemplate(version) };
+  const template = cfg.cfgTemplate(version);
+  return { builder: (input) => cfg.buildCfgStepRequest({ ...input, template }), template };
 }
 
 /**
@@ -90,6 +91,10 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     temperature: config.temperature,
     seed: config.seed ?? null,
     max_seed_chars: config.maxSeedChars,
+    // only when not the default, so runs made before these settings existed still resume
+    ...(config.oversample !== 1 ? { oversample: config.oversample } : {}),
+    ...(config.stepRetries !== 2 ? { step_retries: config.stepRetries } : {}),
+    ...(!config.driftRules ? { drift_rules: false } : {}),
   };
   const state = await openRunDir({ dir: config.out, resume: config.resume, fingerprint });
   const model = hooks.model ?? (await createLanguageModel(config));
@@ -172,6 +177,9 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     maxOutputTokens: config.maxOutputTokens,
     temperature: config.temperature,
     seed: config.seed,
+    oversample: config.oversample,
+    stepRetries: config.stepRetries,
+    driftRules: config.driftRules,
     concurrency: config.concurrency,
     price,
     ledger,

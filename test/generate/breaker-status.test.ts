@@ -1,6 +1,8 @@
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
 import { getEventListeners } from "node:events";
+import { spawn } from "node:child_process";
+import { PROJECT_ROOT } from "../../src/config/paths.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runGenerate } from "../../src/generate/run.ts";
 import { NoUsableChainsError, ProviderUnreachableError } from "../../src/errors.ts";
@@ -66,6 +68,27 @@ describe("circuit breaker (issue 13)", () => {
     expect((err as ProviderUnreachableError).consecutiveFailures).toBeGreaterThanOrEqual(2);
     expect(manifest(out).status).toBe("provider_unreachable");
     expect(readJsonlFile(join(out, "chains.jsonl"))).toHaveLength(0);
+  });
+
+  it("CLI: a dead server ends generate with exit 4 and says how to resume", async () => {
+    const dead = await startOpenAIServer();
+    const baseUrl = dead.baseURL;
+    await dead.close();
+    const dir = tmpDir();
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(
+        process.execPath,
+        [join(PROJECT_ROOT, "bin/rankchain.js"), "generate", "--input", writeSeeds(dir, SEEDS.slice(0, 4)), "--out", join(dir, "run"), "--provider", "openai-compatible", "--model", "m", "--base-url", baseUrl, "--max-connection-failures", "2", "--max-retries", "1", "--quiet"],
+        { env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: "skip" }, stdio: ["ignore", "ignore", "pipe"] },
+      );
+      let stderr = "";
+      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      child.on("exit", (code) => resolve({ code, stderr }));
+    });
+    expect(r.code).toBe(4);
+    expect(r.stderr).toMatch(/provider unreachable: \d+ consecutive connection failures/);
+    expect(r.stderr).toMatch(/--resume continues/);
+    expect(manifest(join(dir, "run")).status).toBe("provider_unreachable");
   });
 
   it("an answer resets the count: scattered connection failures do not trip the breaker", async () => {

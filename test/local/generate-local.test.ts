@@ -21,14 +21,14 @@ describe("generate with the embedded local model", () => {
     const chains = readJsonlFile(join(out, "chains.jsonl")).map((c) => ChainRecordSchema.parse(c));
     expect(chains).toHaveLength(2);
     for (const c of chains) {
-      expect(c.generator).toMatchObject({ provider: "local", model: "smollm2-135m-instruct", steering: "cfg", guidance: 1.5, cfg_top_k: 20, prompt: "cfg-rewrite", prompt_version: 2 });
+      expect(c.generator).toMatchObject({ provider: "local", model: "smollm2-135m-instruct", steering: "cfg", guidance: 1.5, cfg_top_k: 20, prompt: "cfg-rewrite", prompt_version: 3 });
       expect(c.usage.usd).toBe(0);
       expect(c.usage.output_tokens).toBeGreaterThan(0);
       expect(c.steps.length + (c.truncated ? 1 : 0)).toBeGreaterThanOrEqual(1);
     }
     expect(s.manifest.totals.usd).toBe(0);
     expect(s.manifest.fingerprint).toMatchObject({ steering: "cfg", guidance: 1.5, cfg_top_k: 20 });
-  });
+  }, 300_000);
 
   it("stepwise steering also runs on the local model, so strategies compare on one model", async () => {
     const dir = tmpDir();
@@ -43,5 +43,5 @@ describe("generate with the embedded local model", () => {
     const [chain] = readJsonlFile(join(out, "chains.jsonl"));
     expect(chain.generator).toMatchObject({ provider: "local", steering: "stepwise", prompt: "stepwise" });
     expect(chain.generator.guidance).toBeUndefined();
-  });
+  }, 300_000);
 });
