@@ -10,7 +10,7 @@ export function addGenerationOptions(cmd: Command): Command {
     .requiredOption("--input <file>", "seeds: one sentence per line, or JSONL with a \"text\" field")
     .addOption(new Option("--provider <name>", "LLM provider").choices(["openai", "anthropic", "openai-compatible", "local"]).default("local"))
     .option("--model <id>", "model id (hosted), or GGUF path / registry name / hf:<repo>/<file> (local)", "smollm2-135m-instruct")
-    .option("--base-url <url>", "API base URL (required for openai-compatible; vLLM, llama.cpp server, Ollama)")
+    .option("--base-url <url>", "API base URL (required for openai-compatible; vLLM, llama.cpp server, Ollama); URL1,URL2,… for a farm of openai-compatible servers")
     .option("--steps <n>", "rewrites per chain", numberOption("--steps", { int: true, min: 1, max: 64 }), 8)
     .addOption(new Option("--steering <mode>", "direction control: stepwise | ladder (any model), cfg (local only)").choices(["stepwise", "ladder", "cfg"]).default("stepwise"))
     .option("--guidance <g>", "CFG guidance strength γ for --steering cfg (1 = plain decoding)", numberOption("--guidance", { min: 0, max: 20 }), 1.5)
@@ -37,6 +37,9 @@ export function registerGenerate(program: Command): void {
     .option("--max-usd <usd>", "hard budget cap in USD: a call that could cross it is not made (exit 3)", numberOption("--max-usd", { min: 0 }))
     .option("--timeout <ms>", "per-request timeout in milliseconds", numberOption("--timeout", { int: true, min: 100 }), 60_000)
     .option("--max-retries <n>", "retries of a retryable provider error (429, 5xx, timeouts)", numberOption("--max-retries", { int: true, min: 0, max: 20 }), 4)
+    .option("--shard <i/n>", "generate only shard i of n (0-based; seeds split by a hash of their text); combine with rankchain merge")
+    .addOption(new Option("--mode <mode>", "online: one request per call; batch: the provider's batch API (about half price, asynchronous; openai/anthropic)").choices(["online", "batch"]).default("online"))
+    .option("--poll-seconds <s>", "--mode batch: seconds between status polls", numberOption("--poll-seconds", { min: 0.01, max: 3600 }), 30)
     .option("--resume", "continue the run in --out: nothing paid for is requested again", false)
     .option("--quiet", "no progress bar (CI); the summary still prints", false)
     .addHelpText(

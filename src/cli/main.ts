@@ -9,6 +9,7 @@ import { registerReport } from "./report.ts";
 import { registerModels } from "./models.ts";
 import { registerPosttrain } from "./posttrain.ts";
 import { registerEval } from "./eval.ts";
+import { registerMerge } from "./merge.ts";
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -28,6 +29,7 @@ registerReport(program);
 registerModels(program);
 registerPosttrain(program);
 registerEval(program);
+registerMerge(program);
 
 try {
   await program.parseAsync(process.argv);

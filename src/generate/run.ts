@@ -12,6 +12,7 @@ import type { ChainRecord } from "../store/chain-record.ts";
 import { loadPromptTemplate, type PromptTemplate } from "../steering/prompt-templates.ts";
 import { ChainGenerator, type CfgStepBuilder } from "./generator.ts";
 import { readSeeds, type SeedFile } from "./seeds.ts";
+import { formatShard, inShard, parseShard } from "./shard.ts";
 
 export interface GenerateHooks {
   /** Called once before generation starts (seeds read, run dir ready). */
@@ -48,7 +49,9 @@ async function loadCfgBuilder(): Promise<{ builder: CfgStepBuilder; template: Pr
 export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks = {}): Promise<GenerateSummary> {
   const started = Date.now();
   const seedFile = readSeeds(config.input, { maxChars: config.maxSeedChars });
-  const seeds = config.limit !== undefined ? seedFile.seeds.slice(0, config.limit) : seedFile.seeds;
+  const limited = config.limit !== undefined ? seedFile.seeds.slice(0, config.limit) : seedFile.seeds;
+  const shard = config.shard !== undefined ? parseShard(config.shard) : undefined;
+  const seeds = limited.filter((s) => inShard(s.text, shard));
 
   const table = loadPriceTable(config.prices);
   const price: ModelPrice | undefined = resolvePrice({
@@ -86,6 +89,8 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     temperature: config.temperature,
     seed: config.seed ?? null,
     max_seed_chars: config.maxSeedChars,
+    // merge compares fingerprints without this field: shards of one run differ only here
+    shard: shard ? formatShard(shard) : null,
   };
   const state = await openRunDir({ dir: config.out, resume: config.resume, fingerprint });
   const model = hooks.model ?? (await createLanguageModel(config));
