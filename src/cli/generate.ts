@@ -85,6 +85,10 @@ signal aborts them); 1 anything else. Keys: OPENAI_API_KEY, ANTHROPIC_API_KEY, O
           });
           progress?.stop();
           const t = summary.manifest.totals;
+          const servers = (summary.manifest as { servers?: Array<{ url: string; requests: number; ok: number; failed: number; downs: number; healthy: boolean }> }).servers;
+          for (const sv of servers ?? []) {
+            process.stderr.write(`server ${sv.url}: ${sv.ok} ok, ${sv.failed} failed of ${sv.requests} routed, out of rotation ${sv.downs}×, ${sv.healthy ? "healthy" : "down"}\n`);
+          }
           process.stdout.write(
             JSON.stringify({ status: summary.status, out: summary.out, chains: t.chains_done, truncated: t.chains_truncated, usd: t.usd, calls: t.calls, input_tokens: t.input_tokens, output_tokens: t.output_tokens }) + "\n",
           );

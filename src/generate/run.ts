@@ -133,6 +133,7 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
       ...(price ? { price: { ...price, table_as_of: table.as_of, unit: "USD per million tokens" } } : {}),
       input: { path: config.input, seeds_in_file: seedFile.seeds.length, duplicates: seedFile.duplicates.length, blank_lines: seedFile.blankLines },
       ...(outcomeFailed.length ? { failed_chains: outcomeFailed } : {}),
+      ...(model.serverStats ? { servers: model.serverStats().map(({ outstanding: _o, ...s }) => s) } : {}),
       ...(message ? { message } : {}),
     };
   };

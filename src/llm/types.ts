@@ -111,6 +111,19 @@ export interface LanguageModel {
     options?: { responseFormat?: JsonResponseFormat | undefined },
   ): Promise<TokenCount>;
   dispose?(): Promise<void>;
+  /** A model that routes over several servers (a farm) reports one line per server. */
+  serverStats?(): ServerStats[];
+}
+
+export interface ServerStats {
+  url: string;
+  requests: number;
+  ok: number;
+  failed: number;
+  downs: number;
+  healthy: boolean;
+  outstanding: number;
+  healthChecks: number;
 }
 
 export const emptyUsage = (): LanguageModelUsage => ({

@@ -126,6 +126,10 @@ export async function startLoopbackServer(opts: {
   baseURLSuffix: string;
   /** Headers every response carries (request id is added by routes). */
   notFound: (path: string) => RouteResult;
+  /** Any request no POST route takes (GET routes, paths with ids); undefined → notFound. */
+  other?: (req: RecordedRequest) => Promise<RouteResult | undefined>;
+  /** Listen on this port (a restarted server coming back); default 0 = any free port. */
+  port?: number;
 }): Promise<LoopbackServer> {
   const requests: RecordedRequest[] = [];
   const counters = new Map<string, number>();
@@ -166,7 +170,9 @@ export async function startLoopbackServer(opts: {
     const route = req.method === "POST" ? opts.routes[path] : undefined;
     if (!route) {
       recorded.replyType = "raw";
-      send(res, opts.notFound(path));
+      const r = opts.other ? await opts.other(recorded) : undefined;
+      recorded.responseRequestId = r?.headers["x-request-id"] ?? r?.headers["request-id"];
+      send(res, r ?? opts.notFound(path));
       return;
     }
     const index = counters.get(path) ?? 0;
@@ -205,7 +211,7 @@ export async function startLoopbackServer(opts: {
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
+    server.listen(opts.port ?? 0, "127.0.0.1", () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
   const url = `http://127.0.0.1:${port}`;

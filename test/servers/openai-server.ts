@@ -36,6 +36,8 @@ export interface OpenAIServerOptions {
   apiKey?: string;
   /** Default embedding size when a request has no `dimensions` (default 256). */
   embeddingDimensions?: number;
+  /** Listen on this port (a server coming back at the same address); default: any free port. */
+  port?: number;
 }
 
 export interface OpenAIServer extends LoopbackServer {
@@ -165,7 +167,15 @@ export async function startOpenAIServer(options: OpenAIServerOptions = {}): Prom
 
   const server = await startLoopbackServer({
     baseURLSuffix: "/v1",
+    ...(options.port !== undefined ? { port: options.port } : {}),
     notFound: (path) => errorResult(404, `Invalid URL (POST ${path})`, null),
+    other: async (req) => {
+      if (req.method === "GET" && req.path === "/v1/models") {
+        const requestId = "req_" + randomId("", 32).toLowerCase();
+        return { status: 200, headers: baseHeaders(requestId), body: JSON.stringify({ object: "list", data: [{ id: "loopback", object: "model", created: 0, owned_by: "rankchain-tests" }] }) };
+      }
+      return undefined;
+    },
     routes: {
       "/v1/chat/completions": async (req, index) => {
         chatRequests.push(req);
