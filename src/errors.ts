@@ -103,3 +103,11 @@ export class RetryError extends RankchainError {
 export class InterruptedError extends RankchainError {
   override readonly name: string = "InterruptedError";
 }
+
+/**
+ * A call left waiting on work submitted to the provider (a batch) when the process was aborted:
+ * its reservation stays open and --resume collects the result instead of paying for it again.
+ */
+export class PendingAtProviderError extends InterruptedError {
+  override readonly name: string = "PendingAtProviderError";
+}

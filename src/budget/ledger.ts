@@ -22,6 +22,8 @@ export const LedgerEntrySchema = z.discriminatedUnion("type", [
     input_tokens: z.number(),
     max_output_tokens: z.number(),
     model: z.string(),
+    /** The call's cache key (responses.jsonl); batch mode re-adopts a reservation by it on resume. */
+    key: z.string().optional(),
   }),
   z.object({
     type: z.literal("charge"),
@@ -79,6 +81,8 @@ export class BudgetLedger {
   private calls = 0;
   private seq = 0;
   private readonly open = new Map<string, Reservation>();
+  /** Reservations of calls still pending at the provider (batch mode), re-opened on resume. */
+  private readonly adoptable = new Map<string, Reservation>();
   private readonly perChain = new Map<string, { usd: number; input: number; output: number }>();
 
   private constructor(
@@ -96,7 +100,19 @@ export class BudgetLedger {
    * Opens (or resumes) ledger.jsonl. Unsettled reservations from an earlier process are charged at
    * their worst case, and that settlement is appended, so the history stays append-only.
    */
-  static async open(path: string, capUsd: number | undefined, now: () => Date = () => new Date()): Promise<BudgetLedger> {
+  static async open(
+    path: string,
+    capUsd: number | undefined,
+    now: () => Date = () => new Date(),
+    options: {
+      /**
+       * Unsettled reservations whose call key this returns true for are still pending at the
+       * provider (a submitted batch): they stay open, counted against the cap, for `adopt(key)`,
+       * instead of being charged at their worst case.
+       */
+      keepOpen?: (key: string) => boolean;
+    } = {},
+  ): Promise<BudgetLedger> {
     const pending = new Map<string, LedgerEntry & { type: "reserve" }>();
     const entries: LedgerEntry[] = [];
     if (existsSync(path)) {
@@ -118,6 +134,13 @@ export class BudgetLedger {
     }
     ledger.seq = maxSeq;
     for (const r of pending.values()) {
+      if (r.key !== undefined && options.keepOpen?.(r.key)) {
+        const reservation: Reservation = { id: r.id, usd: r.usd, chainId: r.chain_id };
+        ledger.open.set(r.id, reservation);
+        ledger.adoptable.set(r.key, reservation);
+        ledger.reserved += r.usd;
+        continue;
+      }
       const charge: LedgerEntry = {
         type: "charge",
         id: r.id,
@@ -180,6 +203,7 @@ export class BudgetLedger {
     inputTokens: number;
     maxOutputTokens: number;
     model: string;
+    key?: string | undefined;
   }): Promise<Reservation> {
     if (!Number.isFinite(input.usd) || input.usd < 0) throw new Error(`invalid reservation amount ${input.usd}`);
     if (!this.fits(input.usd)) {
@@ -203,8 +227,16 @@ export class BudgetLedger {
       input_tokens: input.inputTokens,
       max_output_tokens: input.maxOutputTokens,
       model: input.model,
+      ...(input.key !== undefined ? { key: input.key } : {}),
     } satisfies LedgerEntry);
     return reservation;
+  }
+
+  /** Takes over a reservation kept open for a call still pending at the provider (see open). */
+  adopt(key: string): Reservation | undefined {
+    const r = this.adoptable.get(key);
+    if (r) this.adoptable.delete(key);
+    return r;
   }
 
   /** Replaces a reservation by what the provider reported. */

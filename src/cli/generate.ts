@@ -55,6 +55,7 @@ signal aborts them); 1 anything else. Keys: OPENAI_API_KEY, ANTHROPIC_API_KEY, O
         const config = parseWithSchema(GenerateConfigSchema, {
           ...opts,
           maxOutputTokens: opts.maxOutputTokens ?? (steering === "ladder" ? 100 * Number(opts.steps ?? 8) : 100),
+          pollSeconds: opts.pollSeconds,
           timeoutMs: opts.timeout,
         });
         const drain = new AbortController();
@@ -70,6 +71,7 @@ signal aborts them); 1 anything else. Keys: OPENAI_API_KEY, ANTHROPIC_API_KEY, O
         process.on("SIGINT", onSignal);
         process.on("SIGTERM", onSignal);
         let progress: ChainProgress | undefined;
+        let lastBatchLine = "";
         try {
           const summary = await runGenerate(config, {
             drainSignal: drain.signal,
@@ -82,6 +84,14 @@ signal aborts them); 1 anything else. Keys: OPENAI_API_KEY, ANTHROPIC_API_KEY, O
               progress = createChainProgress({ total, initial: alreadyDone, capUsd, quiet: config.quiet });
             },
             onChainDone: ({ done, spentUsd }) => progress?.tick(done, spentUsd),
+            onBatchSubmit: ({ id, requests }) => {
+              if (!config.quiet) process.stderr.write(`\nbatch ${id}: submitted ${requests} request(s); polling every ${config.pollSeconds} s\n`);
+            },
+            onBatchProgress: ({ id, status }) => {
+              const line = `batch ${id}: ${status.raw}, ${status.succeeded + status.failed}/${status.total} done (${status.failed} failed)`;
+              if (!config.quiet && line !== lastBatchLine) process.stderr.write(line + "\n");
+              lastBatchLine = line;
+            },
           });
           progress?.stop();
           const t = summary.manifest.totals;

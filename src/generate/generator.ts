@@ -1,4 +1,4 @@
-import { BudgetExceededError, ProviderCallError, RankchainError, RetryError } from "../errors.ts";
+import { BudgetExceededError, PendingAtProviderError, ProviderCallError, RankchainError, RetryError } from "../errors.ts";
 import type { BudgetLedger } from "../budget/ledger.ts";
 import { costUsd, type ModelPrice } from "../config/prices.ts";
 import type {
@@ -315,20 +315,27 @@ export class ChainGenerator {
           responseFormat: planned.kind === "plain" ? planned.req.responseFormat : undefined,
         });
         const worst = this.o.price ? costUsd(this.o.price, counted.tokens, maxOut) : 0;
-        const reservation = await this.o.ledger.reserve({
-          usd: worst,
-          chainId: ctx.chainId,
-          inputTokens: counted.tokens,
-          maxOutputTokens: maxOut,
-          model: `${this.o.model.provider}/${this.o.model.modelId}`,
-        });
+        // A call an earlier process submitted in a batch that is still pending keeps its reservation.
+        const reservation =
+          this.o.ledger.adopt(key) ??
+          (await this.o.ledger.reserve({
+            usd: worst,
+            chainId: ctx.chainId,
+            inputTokens: counted.tokens,
+            maxOutputTokens: maxOut,
+            model: `${this.o.model.provider}/${this.o.model.modelId}`,
+            key,
+          }));
         let result: GenerateResult;
         try {
           result =
             planned.kind === "guided"
               ? await this.o.model.generateGuided!({ ...planned.req, abortSignal: this.o.abortSignal })
-              : await this.o.model.generate({ ...planned.req, abortSignal: this.o.abortSignal, timeoutMs: this.o.timeoutMs });
+              : await this.o.model.generate({ ...planned.req, abortSignal: this.o.abortSignal, timeoutMs: this.o.timeoutMs, callKey: key });
         } catch (error) {
+          // Still pending at the provider (an aborted wait on a batch): the reservation stays open
+          // and --resume collects the result.
+          if (error instanceof PendingAtProviderError) throw error;
           // An HTTP error answer is not billed. A timeout, reset or abort may have been processed:
           // charge its worst case so the ledger never under-counts.
           if (error instanceof ProviderCallError && error.status !== undefined) {

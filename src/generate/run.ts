@@ -2,7 +2,9 @@ import { join } from "node:path";
 import { readFileSync } from "node:fs";
 import { BudgetLedger } from "../budget/ledger.ts";
 import { BudgetExceededError, InterruptedError, RankchainError } from "../errors.ts";
-import { loadPriceTable, resolvePrice, type ModelPrice } from "../config/prices.ts";
+import { batchPrice, loadPriceTable, resolvePrice, type ModelPrice } from "../config/prices.ts";
+import { AnthropicBatchClient, OpenAIBatchClient } from "../llm/batch/index.ts";
+import { BatchModel, type BatchProgress } from "./batch-model.ts";
 import { PROJECT_ROOT } from "../config/paths.ts";
 import type { GenerateConfig } from "../config/run-config.ts";
 import type { LanguageModel } from "../llm/types.ts";
@@ -22,6 +24,11 @@ export interface GenerateHooks {
   onChainFailed?: (info: { id: string; line: number; error: unknown }) => void;
   /** Inject a model (tests, bench); default builds one from the config. */
   model?: LanguageModel;
+  /** --mode batch: each status poll of a batch, and each submission. */
+  onBatchProgress?: (p: BatchProgress) => void;
+  onBatchSubmit?: (info: { id: string; requests: number }) => void;
+  /** --mode batch: quiet time before a gathered wave is submitted (default 250 ms). */
+  batchGatherMs?: number;
   /** Signals: first abort drains (no new calls), second aborts calls in flight. */
   drainSignal?: AbortSignal;
   abortSignal?: AbortSignal;
@@ -54,7 +61,7 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
   const seeds = limited.filter((s) => inShard(s.text, shard));
 
   const table = loadPriceTable(config.prices);
-  const price: ModelPrice | undefined = resolvePrice({
+  const listPrice: ModelPrice | undefined = resolvePrice({
     table,
     provider: config.provider,
     model: config.model,
@@ -62,6 +69,8 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     priceOutput: config.priceOutput,
     required: config.maxUsd !== undefined,
   });
+  // Batch APIs bill about half the online price; the ledger charges (and reserves) what is billed.
+  const price = listPrice && config.mode === "batch" ? batchPrice(listPrice) : listPrice;
 
   let template: PromptTemplate;
   let cfgBuilder: CfgStepBuilder | undefined;
@@ -91,10 +100,27 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     max_seed_chars: config.maxSeedChars,
     // merge compares fingerprints without this field: shards of one run differ only here
     shard: shard ? formatShard(shard) : null,
+    ...(config.mode === "batch" ? { mode: "batch" } : {}),
   };
   const state = await openRunDir({ dir: config.out, resume: config.resume, fingerprint });
-  const model = hooks.model ?? (await createLanguageModel(config));
-  const ledger = await BudgetLedger.open(join(config.out, RUN_FILES.ledger), config.maxUsd);
+  const online = hooks.model ?? (await createLanguageModel(config));
+  let batchModel: BatchModel | undefined;
+  if (config.mode === "batch") {
+    const settings = { model: config.model, baseURL: config.baseUrl, timeoutMs: config.timeoutMs };
+    const client = config.provider === "anthropic" ? new AnthropicBatchClient(settings) : new OpenAIBatchClient(settings);
+    batchModel = await BatchModel.open(online, client, join(config.out, RUN_FILES.batches), {
+      pollMs: config.pollSeconds * 1000,
+      gatherMs: hooks.batchGatherMs ?? 250,
+      onProgress: hooks.onBatchProgress,
+      onSubmit: hooks.onBatchSubmit,
+    });
+  }
+  const model: LanguageModel = batchModel ?? online;
+  const pendingAtProvider = batchModel?.pendingKeys();
+  const ledger = await BudgetLedger.open(join(config.out, RUN_FILES.ledger), config.maxUsd, undefined, {
+    // calls an earlier process submitted in a batch still running keep their reservation
+    keepOpen: (key) => pendingAtProvider !== undefined && pendingAtProvider.has(key) && !state.responses.has(key),
+  });
   const { chains, responses } = await openAppenders(config.out);
 
   const remaining = seeds.filter((s) => !state.completed.has(s.id));
@@ -130,7 +156,8 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
       },
       warnings: generatorWarnings,
       versions: { node: process.version, rankchain: VERSION },
-      ...(price ? { price: { ...price, table_as_of: table.as_of, unit: "USD per million tokens" } } : {}),
+      ...(price ? { price: { ...price, table_as_of: table.as_of, unit: "USD per million tokens", ...(config.mode === "batch" ? { batch: true, list_price: listPrice } : {}) } } : {}),
+      ...(batchModel ? { batches_submitted: batchModel.batchesSubmitted() } : {}),
       input: { path: config.input, seeds_in_file: seedFile.seeds.length, duplicates: seedFile.duplicates.length, blank_lines: seedFile.blankLines },
       ...(outcomeFailed.length ? { failed_chains: outcomeFailed } : {}),
       ...(model.serverStats ? { servers: model.serverStats().map(({ outstanding: _o, ...s }) => s) } : {}),
@@ -154,7 +181,8 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     maxOutputTokens: config.maxOutputTokens,
     temperature: config.temperature,
     seed: config.seed,
-    concurrency: config.concurrency,
+    // batch mode: every chain at once, so each step wave gathers into one batch
+    concurrency: config.mode === "batch" ? Math.max(1, Math.min(remaining.length, 50_000)) : config.concurrency,
     price,
     ledger,
     chainsOut: chains,

@@ -49,6 +49,8 @@ export interface GenerateRequest {
   abortSignal?: AbortSignal | undefined;
   /** Per-request timeout in ms (adapters pass it to the SDK). */
   timeoutMs?: number | undefined;
+  /** The orchestrator's key for this call (responses.jsonl); batch mode uses it as the custom_id. */
+  callKey?: string | undefined;
 }
 
 /**

@@ -26,6 +26,7 @@ import {
   type RouteResult,
 } from "./common.ts";
 import { defaultReply, fnv1a, truncateToTokens, type RequestView } from "./default-responder.ts";
+import { BatchEndpoints } from "./batches.ts";
 
 export interface OpenAIServerOptions {
   /** Decides each chat completion reply; default: defaultReply (a deterministic rewrite). */
@@ -41,6 +42,8 @@ export interface OpenAIServerOptions {
 }
 
 export interface OpenAIServer extends LoopbackServer {
+  /** Files + Batches state (batches.ts): submitted batches, and the behaviour of the next ones. */
+  readonly batchEndpoints: BatchEndpoints;
   setEmbeddingsResponder(responder: Responder | undefined): void;
 }
 
@@ -165,11 +168,13 @@ export async function startOpenAIServer(options: OpenAIServerOptions = {}): Prom
     return undefined;
   };
 
+  const batchEndpoints = new BatchEndpoints();
   const server = await startLoopbackServer({
     baseURLSuffix: "/v1",
     ...(options.port !== undefined ? { port: options.port } : {}),
     notFound: (path) => errorResult(404, `Invalid URL (POST ${path})`, null),
-    other: async (req) => {
+    other: async (req, invoke) => {
+      if (/^\/v1\/(files|batches)/.test(req.path)) return authProblem(req, options.apiKey) ?? batchEndpoints.openai(req, invoke);
       if (req.method === "GET" && req.path === "/v1/models") {
         const requestId = "req_" + randomId("", 32).toLowerCase();
         return { status: 200, headers: baseHeaders(requestId), body: JSON.stringify({ object: "list", data: [{ id: "loopback", object: "model", created: 0, owned_by: "rankchain-tests" }] }) };
@@ -300,6 +305,7 @@ export async function startOpenAIServer(options: OpenAIServerOptions = {}): Prom
     setEmbeddingsResponder: (r) => {
       embeddingsResponder = r;
     },
+    batchEndpoints,
     clearRequests: () => {
       server.clearRequests();
       chatRequests.length = 0;
