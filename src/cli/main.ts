@@ -10,6 +10,8 @@ import { registerModels } from "./models.ts";
 import { registerPosttrain } from "./posttrain.ts";
 import { registerEval } from "./eval.ts";
 import { registerMerge } from "./merge.ts";
+import { registerSeeds } from "./seeds.ts";
+import { registerMine } from "./mine.ts";
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -22,6 +24,7 @@ const program = new Command()
   .showHelpAfterError()
   .exitOverride();
 
+registerSeeds(program);
 registerGenerate(program);
 registerEstimate(program);
 registerValidate(program);
@@ -30,6 +33,7 @@ registerModels(program);
 registerPosttrain(program);
 registerEval(program);
 registerMerge(program);
+registerMine(program);
 
 try {
   await program.parseAsync(process.argv);

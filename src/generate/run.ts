@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
 import { BudgetLedger } from "../budget/ledger.ts";
+import type { StageTotals } from "../budget/types.ts";
 import { BudgetExceededError, InterruptedError, RankchainError } from "../errors.ts";
 import { batchPrice, loadPriceTable, resolvePrice, type ModelPrice } from "../config/prices.ts";
 import { AnthropicBatchClient, OpenAIBatchClient } from "../llm/batch/index.ts";
@@ -117,7 +118,7 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
   }
   const model: LanguageModel = batchModel ?? online;
   const pendingAtProvider = batchModel?.pendingKeys();
-  const ledger = await BudgetLedger.open(join(config.out, RUN_FILES.ledger), config.maxUsd, undefined, {
+  const ledger = await BudgetLedger.open(join(config.out, RUN_FILES.ledger), config.maxUsd, {
     // calls an earlier process submitted in a batch still running keep their reservation
     keepOpen: (key) => pendingAtProvider !== undefined && pendingAtProvider.has(key) && !state.responses.has(key),
   });
@@ -151,6 +152,9 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
         input_tokens: t.inputTokens,
         output_tokens: t.outputTokens,
         calls: t.calls,
+        released_attempts: t.released,
+        over_billed: { calls: t.overBilled.calls, usd: Math.round(t.overBilled.usd * 1e9) / 1e9 },
+        by_stage: roundStages(t.byStage),
         cached_responses_reused: reused,
         elapsed_s: Math.round((Date.now() - started) / 100) / 10,
       },
@@ -240,4 +244,8 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     );
   }
   return { out: config.out, status, manifest: final, chainsWrittenNow: outcome.written.length };
+}
+
+function roundStages(stages: Record<string, StageTotals>): Record<string, StageTotals> {
+  return Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, { ...v, usd: Math.round(v.usd * 1e9) / 1e9 }]));
 }
