@@ -37,6 +37,8 @@ export function registerGenerate(program: Command): void {
     .option("--max-usd <usd>", "hard budget cap in USD: a call that could cross it is not made (exit 3)", numberOption("--max-usd", { min: 0 }))
     .option("--timeout <ms>", "per-request timeout in milliseconds", numberOption("--timeout", { int: true, min: 100 }), 60_000)
     .option("--max-retries <n>", "retries of a retryable provider error (429, 5xx, timeouts)", numberOption("--max-retries", { int: true, min: 0, max: 20 }), 4)
+    .option("--ledger <url>", "shared ledger: postgres://user@host:port/db (default: the run's ledger.jsonl); env RANKCHAIN_LEDGER")
+    .option("--budget-id <id>", "with --ledger: the shared budget's name; every process naming it shares one --max-usd cap", "default")
     .option("--shard <i/n>", "generate only shard i of n (0-based; seeds split by a hash of their text); combine with rankchain merge")
     .addOption(new Option("--mode <mode>", "online: one request per call; batch: the provider's batch API (about half price, asynchronous; openai/anthropic)").choices(["online", "batch"]).default("online"))
     .option("--poll-seconds <s>", "--mode batch: seconds between status polls", numberOption("--poll-seconds", { min: 0.01, max: 3600 }), 30)
@@ -56,6 +58,7 @@ signal aborts them); 1 anything else. Keys: OPENAI_API_KEY, ANTHROPIC_API_KEY, O
           ...opts,
           maxOutputTokens: opts.maxOutputTokens ?? (steering === "ladder" ? 100 * Number(opts.steps ?? 8) : 100),
           pollSeconds: opts.pollSeconds,
+          ledger: opts.ledger ?? (process.env.RANKCHAIN_LEDGER || undefined),
           timeoutMs: opts.timeout,
         });
         const drain = new AbortController();

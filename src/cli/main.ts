@@ -10,6 +10,7 @@ import { registerModels } from "./models.ts";
 import { registerPosttrain } from "./posttrain.ts";
 import { registerEval } from "./eval.ts";
 import { registerMerge } from "./merge.ts";
+import { registerBudget } from "./budget.ts";
 import { registerSeeds } from "./seeds.ts";
 import { registerMine } from "./mine.ts";
 
@@ -33,6 +34,7 @@ registerModels(program);
 registerPosttrain(program);
 registerEval(program);
 registerMerge(program);
+registerBudget(program);
 registerMine(program);
 
 try {

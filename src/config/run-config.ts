@@ -16,6 +16,10 @@ export const GenerateConfigSchema = z
     shard: z.string().regex(/^\d+\/\d+$/, "expects i/n, e.g. 0/4").optional(),
     /** online: one request per call; batch: the provider's batch API (half price, asynchronous). */
     mode: z.enum(["online", "batch"]).default("online"),
+    /** A shared ledger: postgres://… (else the run's ledger.jsonl). Never written to run.json with its password. */
+    ledger: z.string().regex(/^postgres(ql)?:\/\//, "expects a postgres:// URL").optional(),
+    /** The shared budget's id: every process naming it shares one cap. */
+    budgetId: z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/, "expects 1-128 characters of A-Z a-z 0-9 _ . : -").default("default"),
     /** Seconds between batch status polls. */
     pollSeconds: z.number().min(0.01).max(3600).default(30),
     steps: z.number().int().min(1).max(64).default(8),

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
-import { BudgetLedger } from "../budget/ledger.ts";
+import { BudgetLedger, type Ledger } from "../budget/ledger.ts";
+import { PgLedger, redactUrl } from "../budget/pg-ledger.ts";
 import type { StageTotals } from "../budget/types.ts";
 import { BudgetExceededError, InterruptedError, RankchainError } from "../errors.ts";
 import { batchPrice, loadPriceTable, resolvePrice, type ModelPrice } from "../config/prices.ts";
@@ -118,10 +119,12 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
   }
   const model: LanguageModel = batchModel ?? online;
   const pendingAtProvider = batchModel?.pendingKeys();
-  const ledger = await BudgetLedger.open(join(config.out, RUN_FILES.ledger), config.maxUsd, {
-    // calls an earlier process submitted in a batch still running keep their reservation
-    keepOpen: (key) => pendingAtProvider !== undefined && pendingAtProvider.has(key) && !state.responses.has(key),
-  });
+  const ledger: Ledger = config.ledger
+    ? await PgLedger.open({ url: config.ledger, budgetId: config.budgetId, capUsd: config.maxUsd, mirrorPath: join(config.out, RUN_FILES.ledger) })
+    : await BudgetLedger.open(join(config.out, RUN_FILES.ledger), config.maxUsd, {
+        // calls an earlier process submitted in a batch still running keep their reservation
+        keepOpen: (key) => pendingAtProvider !== undefined && pendingAtProvider.has(key) && !state.responses.has(key),
+      });
   const { chains, responses } = await openAppenders(config.out);
 
   const remaining = seeds.filter((s) => !state.completed.has(s.id));
@@ -141,7 +144,7 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
       fingerprint,
       fingerprint_hash: hashJson(fingerprint).slice(0, 16),
       // keys never enter the config: they are read from the environment at request time
-      config: { ...config, resolved_prompt: `${template.name}.v${template.version}` },
+      config: { ...config, ...(config.ledger ? { ledger: redactUrl(config.ledger) } : {}), resolved_prompt: `${template.name}.v${template.version}` },
       totals: {
         seeds: seeds.length,
         chains_done: done,
