@@ -112,6 +112,21 @@ describe("--mode batch (loopback Files + Batches and Message Batches, real SDK c
     expect(releases).toHaveLength(3);
   });
 
+  it("an OpenAI batch refused at validation: its requests are released and submitted again in the next batch", async () => {
+    const before = openai.batchEndpoints.batches.length;
+    openai.batchEndpoints.behavior = (i) => (i === before ? { failValidation: "line 1: model not found in this project" } : {});
+    const dir = tmpDir();
+    const out = join(dir, "run");
+    const s = await runGenerate(config({ input: writeSeeds(dir, SEEDS.slice(0, 2)), out, provider: "openai", model: "gpt-4o-mini", baseUrl: openai.baseURL, steps: 1, mode: "batch", maxUsd: 1, ...fast }));
+    expect(s.status).toBe("completed");
+    const batches = openai.batchEndpoints.batches.slice(before);
+    expect(batches.map((b) => b.status)).toEqual(["failed", "completed"]);
+    expect(batches[0]!.ran).toBe(0);
+    const entries = readJsonlFile<Entry>(join(out, "ledger.jsonl"));
+    expect(entries.filter((e) => e.type === "release")).toHaveLength(2);
+    expect(checkLedger(out)).toHaveLength(2);
+  });
+
   it("kill -9 while polling, then --resume: the pending batch is collected, nothing is submitted or paid twice", async () => {
     const before = openai.batchEndpoints.batches.length;
     openai.batchEndpoints.behavior = () => ({ pollsBeforeEnd: 1_000_000 });
