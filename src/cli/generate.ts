@@ -4,6 +4,7 @@ import { runGenerate } from "../generate/run.ts";
 import { createChainProgress, type ChainProgress } from "./progress.ts";
 import { action, numberOption } from "./run-command.ts";
 import { parseWithSchema } from "./options.ts";
+import { printRunSummary } from "./summary.ts";
 
 export function addGenerationOptions(cmd: Command): Command {
   return cmd
@@ -23,6 +24,9 @@ export function addGenerationOptions(cmd: Command): Command {
     .option("--price-output <usd>", "output price, USD per million tokens (overrides the table)", numberOption("--price-output", { min: 0 }))
     .option("--prices <file>", "JSON price table overriding/adding models (see README)")
     .option("--prompt-version <n>", "prompt template version (default: latest)", numberOption("--prompt-version", { int: true, min: 1 }))
+    .option("--oversample <k>", "generate steps×K rewrites and keep every K-th (long chains drift further per kept step)", numberOption("--oversample", { int: true, min: 1, max: 8 }), 1)
+    .option("--step-retries <n>", "retries of a bad step (copy, refusal, drift rule), each with changed settings recorded in the chain", numberOption("--step-retries", { int: true, min: 0, max: 5 }), 2)
+    .option("--no-drift-rules", "do not retry steps outside the length band, appending to the previous step, or (stepwise/ladder) returning toward the anchor")
     .option("--max-seed-chars <n>", "reject seeds longer than this", numberOption("--max-seed-chars", { int: true, min: 1 }), 2000)
     .addOption(new Option("--gpu <mode>", "local models: GPU backend").choices(["auto", "cuda", "metal", "off"]).default("auto"));
 }
@@ -97,14 +101,16 @@ signal aborts them); 1 anything else. Keys: OPENAI_API_KEY, ANTHROPIC_API_KEY, O
             },
           });
           progress?.stop();
-          const t = summary.manifest.totals;
           const servers = (summary.manifest as { servers?: Array<{ url: string; requests: number; ok: number; failed: number; downs: number; healthy: boolean }> }).servers;
           for (const sv of servers ?? []) {
             process.stderr.write(`server ${sv.url}: ${sv.ok} ok, ${sv.failed} failed of ${sv.requests} routed, out of rotation ${sv.downs}×, ${sv.healthy ? "healthy" : "down"}\n`);
           }
-          process.stdout.write(
-            JSON.stringify({ status: summary.status, out: summary.out, chains: t.chains_done, truncated: t.chains_truncated, usd: t.usd, calls: t.calls, input_tokens: t.input_tokens, output_tokens: t.output_tokens }) + "\n",
-          );
+          printRunSummary(summary.out, { capUsd: config.maxUsd });
+        } catch (error) {
+          // every exit prints the summary (status, counts, spend, reason); the exit code follows the error
+          progress?.stop();
+          printRunSummary(config.out, { error, capUsd: config.maxUsd });
+          throw error;
         } finally {
           progress?.stop();
           process.off("SIGINT", onSignal);

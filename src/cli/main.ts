@@ -13,6 +13,7 @@ import { registerMerge } from "./merge.ts";
 import { registerBudget } from "./budget.ts";
 import { registerSeeds } from "./seeds.ts";
 import { registerMine } from "./mine.ts";
+import { registerExport } from "./export.ts";
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -36,6 +37,7 @@ registerEval(program);
 registerMerge(program);
 registerBudget(program);
 registerMine(program);
+registerExport(program);
 
 try {
   await program.parseAsync(process.argv);

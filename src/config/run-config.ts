@@ -41,6 +41,12 @@ export const GenerateConfigSchema = z
     timeoutMs: z.number().int().min(100).default(60_000),
     maxRetries: z.number().int().min(0).max(20).default(4),
     promptVersion: z.number().int().min(1).optional(),
+    /** Generate steps × oversample rewrites and keep every oversample-th (long chains, subsampled). */
+    oversample: z.number().int().min(1).max(8).default(1),
+    /** Retries of a bad chain step, each with changed settings recorded in the chain. */
+    stepRetries: z.number().int().min(0).max(5).default(2),
+    /** Length band, anti-append and anti-return rules on every step (src/generate/drift.ts). */
+    driftRules: z.boolean().default(true),
     maxSeedChars: z.number().int().min(1).default(2000),
     gpu: z.enum(["auto", "cuda", "metal", "off"]).default("auto"),
   })

@@ -15,6 +15,7 @@ import type { JsonlAppender } from "../store/jsonl.ts";
 import { buildLadderRequest, buildStepwiseRequest, parseLadderResponse } from "../steering/prompt.ts";
 import type { PromptTemplate } from "../steering/prompt-templates.ts";
 import { cleanStep, type CleanFailure } from "./clean.ts";
+import { driftFailure, subsample, type DriftFailure } from "./drift.ts";
 import { DEFAULT_RETRY_POLICY, withRetries, type RetryPolicy } from "./retry.ts";
 import type { Seed } from "./seeds.ts";
 
@@ -28,6 +29,8 @@ export type CfgStepBuilder = (input: {
   maxOutputTokens: number;
   temperature?: number | undefined;
   seed?: number | undefined;
+  /** Negative prompt = "repeat the sentence" instead of the older sentence's rewrite (a retry after a copy). */
+  antiCopy?: boolean | undefined;
 }) => GuidedGenerateRequest;
 
 export interface GeneratorOptions {
@@ -43,6 +46,12 @@ export interface GeneratorOptions {
   maxOutputTokens: number;
   temperature?: number | undefined;
   seed?: number | undefined;
+  /** Generate steps × oversample steps and keep every oversample-th (the paper's long chains); default 1. */
+  oversample?: number | undefined;
+  /** Retries of a bad step, each with changed settings (recorded in the chain's `retries`); default 2. */
+  stepRetries?: number | undefined;
+  /** Apply the drift rules of drift.ts (length band, anti-append, anti-return) to each step; default true. */
+  driftRules?: boolean | undefined;
   concurrency: number;
   /** undefined only when no cap is set and the price is unknown: spend then counts tokens only. */
   price: ModelPrice | undefined;
@@ -117,6 +126,8 @@ export class ChainGenerator {
       ...(this.o.steering === "cfg" && this.o.cfgTopK !== undefined ? { cfg_top_k: this.o.cfgTopK } : {}),
       prompt: this.o.template.name,
       prompt_version: this.o.template.version,
+      ...((this.o.oversample ?? 1) > 1 ? { oversample: this.o.oversample } : {}),
+      ...(this.o.driftRules === false ? { drift_rules: false } : {}),
       ...(warnings.length ? { warnings } : {}),
     };
   }
@@ -167,25 +178,33 @@ export class ChainGenerator {
 
   private async chain(seed: Seed): Promise<ChainRecord> {
     const ctx = { chainId: seed.id, callIndex: 0 };
-    const steps: string[] = [];
-    let truncated: { at_step: number; reason: string } | undefined;
+    let steps: string[] = [];
+    let truncated: { at_step: number; reason: string; long_at_step?: number } | undefined;
     const cleaningNotes: string[] = [];
+    const retries: StepRetry[] = [];
+    const every = this.o.oversample ?? 1;
+    const total = this.o.steps * every;
+    const drift = (text: string, so_far: readonly string[]): DriftFailure | undefined =>
+      this.o.driftRules === false ? undefined : driftFailure(text, seed.text, so_far, { checkReturn: this.o.steering !== "cfg" });
 
     if (this.o.steering === "ladder") {
       const req = buildLadderRequest(this.o.template, {
         anchor: seed.text,
-        totalSteps: this.o.steps,
-        maxOutputTokens: this.o.maxOutputTokens,
+        totalSteps: total,
+        maxOutputTokens: this.o.maxOutputTokens * every,
         temperature: this.o.temperature,
         seed: this.o.seed,
       });
       let parsed: string[] | undefined;
       let res = await this.call(ctx, { kind: "plain", req });
-      parsed = parseLadderResponse(res.text, this.o.steps);
-      if (!parsed || parsed.length < this.o.steps) {
+      parsed = parseLadderResponse(res.text, total);
+      if (!parsed || parsed.length < total) {
         // retry once with changed parameters: more room if it was cut off, else some temperature
-        res = await this.call(ctx, { kind: "plain", req: this.retryVariant(req, res.finishReason.unified === "length") });
-        const again = parseLadderResponse(res.text, this.o.steps);
+        const lengthStop = res.finishReason.unified === "length";
+        const variant = this.retryVariant(req, lengthStop);
+        retries.push({ step: (parsed?.length ?? 0) + 1, reason: parsed ? "too-few-steps" : "unparsable", changed: changedSettings(req, variant) });
+        res = await this.call(ctx, { kind: "plain", req: variant });
+        const again = parseLadderResponse(res.text, total);
         if (again && again.length >= (parsed?.length ?? 0)) parsed = again;
       }
       if (!parsed) {
@@ -193,31 +212,50 @@ export class ChainGenerator {
       } else {
         for (const [i, raw] of parsed.entries()) {
           const c = cleanStep(raw, [seed.text, ...steps]);
-          if (!c.ok) {
-            truncated = { at_step: i + 1, reason: c.reason };
+          const bad = c.ok ? drift(c.text, steps) : c.reason;
+          if (!c.ok || bad) {
+            truncated = { at_step: i + 1, reason: bad! };
             break;
           }
           if (c.fixes.length) cleaningNotes.push(`${i + 1}:${c.fixes.join("+")}`);
           steps.push(c.text);
         }
-        if (!truncated && steps.length < this.o.steps) truncated = { at_step: steps.length + 1, reason: "too-few-steps" };
+        if (!truncated && steps.length < total) truncated = { at_step: steps.length + 1, reason: "too-few-steps" };
       }
     } else {
-      for (let i = 0; i < this.o.steps; i++) {
-        const req = this.stepRequest(seed.text, steps);
-        let res = await this.call(ctx, req);
-        let c = cleanStep(res.text, [seed.text, ...steps], { finishedByLength: res.finishReason.unified === "length" });
-        if (!c.ok) {
-          res = await this.call(ctx, this.retryStep(req, c.reason));
-          c = cleanStep(res.text, [seed.text, ...steps], { finishedByLength: res.finishReason.unified === "length" });
+      const attempts = 1 + Math.max(0, this.o.stepRetries ?? 2);
+      for (let i = 0; i < total; i++) {
+        const first = this.stepRequest(seed.text, steps, false);
+        let req = first;
+        let failure: CleanFailure | DriftFailure | undefined;
+        let accepted: { text: string; fixes: string[] } | undefined;
+        for (let attempt = 0; attempt < attempts; attempt++) {
+          if (attempt > 0) {
+            req = this.retryStep(seed.text, steps, first, failure!, attempt);
+            retries.push({ step: i + 1, reason: failure!, changed: changedSettings(first.req, req.req) });
+          }
+          const res = await this.call(ctx, req);
+          const c = cleanStep(res.text, [seed.text, ...steps], { finishedByLength: res.finishReason.unified === "length" });
+          failure = c.ok ? drift(c.text, steps) : c.reason;
+          if (c.ok && !failure) {
+            accepted = c;
+            break;
+          }
         }
-        if (!c.ok) {
-          truncated = { at_step: i + 1, reason: c.reason };
+        if (!accepted) {
+          truncated = { at_step: i + 1, reason: failure! };
           break;
         }
-        if (c.fixes.length) cleaningNotes.push(`${i + 1}:${c.fixes.join("+")}`);
-        steps.push(c.text);
+        if (accepted.fixes.length) cleaningNotes.push(`${i + 1}:${accepted.fixes.join("+")}`);
+        steps.push(accepted.text);
       }
+    }
+    let longChain: { steps: string[]; kept: number[] } | undefined;
+    if (every > 1) {
+      const sub = subsample(steps, every);
+      longChain = { steps, kept: sub.indexes };
+      if (truncated) truncated = { at_step: sub.steps.length + 1, reason: truncated.reason, long_at_step: truncated.at_step };
+      steps = sub.steps;
     }
     const used = this.o.ledger.chainUsage(seed.id);
     return {
@@ -227,61 +265,71 @@ export class ChainGenerator {
       generator: this.generatorInfo(),
       usage: { input_tokens: used.input, output_tokens: used.output, usd: round(used.usd) },
       ...(truncated ? { truncated } : {}),
+      ...(retries.length ? { retries } : {}),
+      ...(longChain ? { long_chain: longChain } : {}),
       ...(cleaningNotes.length ? { cleaning: cleaningNotes } : {}),
       seed_line: seed.line,
       created_at: (this.o.now ?? (() => new Date()))().toISOString(),
     };
   }
 
-  private stepRequest(anchor: string, steps: readonly string[]): PlannedCall {
+  private stepRequest(anchor: string, steps: readonly string[], antiCopy: boolean, guidance = this.o.guidance ?? 1.5): PlannedCall {
     if (this.o.steering === "cfg") {
       return {
         kind: "guided",
         req: this.o.cfgBuilder!({
           anchor,
           steps,
-          guidance: this.o.guidance ?? 1.5,
+          guidance,
           maxOutputTokens: this.o.maxOutputTokens,
           temperature: this.o.temperature,
           seed: this.o.seed,
+          ...(antiCopy ? { antiCopy: true } : {}),
         }),
       };
     }
+    const sampled = (this.o.temperature ?? 0) > 0 && this.o.seed !== undefined;
     return {
       kind: "plain",
       req: buildStepwiseRequest(this.o.template, {
         anchor,
         stepsSoFar: steps,
-        totalSteps: this.o.steps,
+        totalSteps: this.o.steps * (this.o.oversample ?? 1),
         maxOutputTokens: this.o.maxOutputTokens,
         temperature: this.o.temperature,
-        seed: this.o.seed,
+        // each step draws with its own seed, so a step that repeats is not bound to repeat the draw
+        seed: sampled ? stepSeed(this.o.seed!, steps.length) : this.o.seed,
       }),
     };
   }
 
-  /** The one retry after a bad step: never with unchanged parameters after a `length` stop. */
-  private retryStep(planned: PlannedCall, reason: CleanFailure): PlannedCall {
+  /**
+   * A retry after a bad step, never with unchanged settings. After a `length` stop: twice the
+   * room. Otherwise attempt 1 samples (temperature ≥ 0.7, a new seed) and, for CFG after a
+   * copy, guides away from a "repeat the sentence" prompt; attempt 2 samples hotter
+   * (temperature ≥ 1.0) with stronger guidance. What changed goes into the record's `retries`.
+   */
+  private retryStep(anchor: string, steps: readonly string[], planned: PlannedCall, reason: CleanFailure | DriftFailure, attempt: number): PlannedCall {
     const lengthStop = reason === "truncated";
+    const temperature = attempt >= 2 ? 1.0 : 0.7;
     if (planned.kind === "guided") {
       const r = planned.req;
-      return {
-        kind: "guided",
-        req: {
-          ...r,
-          maxOutputTokens: lengthStop ? r.maxOutputTokens * 2 : r.maxOutputTokens,
-          temperature: lengthStop ? r.temperature : Math.max(r.temperature ?? 0, 0.7),
-          seed: lengthStop ? r.seed : retrySeed(r.seed),
-        },
-      };
+      if (lengthStop) return { kind: "guided", req: { ...r, maxOutputTokens: r.maxOutputTokens * 2 ** attempt } };
+      const guidance = (this.o.guidance ?? 1.5) + (attempt >= 2 ? 1 : 0);
+      const rebuilt = this.stepRequest(anchor, steps, reason === "duplicate", Math.max(guidance, 1.5));
+      const g = rebuilt.req as GuidedGenerateRequest;
+      return { kind: "guided", req: { ...g, temperature: Math.max(r.temperature ?? 0, temperature), seed: retrySeed(r.seed ?? this.o.seed ?? 0, attempt) } };
     }
-    return { kind: "plain", req: this.retryVariant(planned.req, lengthStop) };
+    const req = planned.req;
+    return lengthStop
+      ? { kind: "plain", req: { ...req, maxOutputTokens: req.maxOutputTokens * 2 ** attempt } }
+      : { kind: "plain", req: { ...req, temperature: Math.max(req.temperature ?? 0, temperature), seed: retrySeed(req.seed ?? this.o.seed ?? 0, attempt) } };
   }
 
   private retryVariant(req: GenerateRequest, lengthStop: boolean): GenerateRequest {
     return lengthStop
       ? { ...req, maxOutputTokens: req.maxOutputTokens * 2 }
-      : { ...req, temperature: Math.max(req.temperature ?? 0, 0.7), seed: retrySeed(req.seed) };
+      : { ...req, temperature: Math.max(req.temperature ?? 0, 0.7), seed: req.seed === undefined ? undefined : retrySeed(req.seed, 1) };
   }
 
   /**
@@ -391,8 +439,36 @@ export class ChainGenerator {
 type PlannedCall = { kind: "plain"; req: GenerateRequest } | { kind: "guided"; req: GuidedGenerateRequest };
 
 /** A retry after a bad sample must not draw the same sample again: move the seed (deterministically). */
-function retrySeed(seed: number | undefined): number | undefined {
-  return seed === undefined ? undefined : (seed + 7919) % 2 ** 31;
+function retrySeed(seed: number, attempt: number): number {
+  return (seed + 7919 * attempt) % 2 ** 31;
+}
+
+/** The sampling seed of step `index` (0-based) of a chain: deterministic, different per step. */
+export function stepSeed(seed: number, index: number): number {
+  return (Math.imul(seed | 0, 0x9e3779b1) + Math.imul(index + 1, 0x85ebca6b)) >>> 0;
+}
+
+/** One retry of a chain step, recorded in the chain record's `retries`. */
+export interface StepRetry {
+  /** 1-based step number in the generated (long) chain. */
+  step: number;
+  /** Why the attempt before was not kept (a cleaning failure or a drift rule). */
+  reason: string;
+  /** The settings that differ from the step's first request. */
+  changed: Record<string, unknown>;
+}
+
+function changedSettings(before: GenerateRequest | GuidedGenerateRequest, after: GenerateRequest | GuidedGenerateRequest): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (before.temperature !== after.temperature) out.temperature = after.temperature ?? 0;
+  if (before.seed !== after.seed && after.seed !== undefined) out.seed = after.seed;
+  if (before.maxOutputTokens !== after.maxOutputTokens) out.max_output_tokens = after.maxOutputTokens;
+  if ("guidance" in before && "guidance" in after) {
+    if (before.guidance !== after.guidance) out.guidance = after.guidance;
+    // the only way a retry changes the negative prompt: guide away from repeating the sentence
+    if (JSON.stringify(before.negative) !== JSON.stringify(after.negative)) out.negative_prompt = "repeat-the-sentence";
+  }
+  return out;
 }
 
 function round(usd: number): number {

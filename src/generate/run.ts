@@ -45,9 +45,10 @@ export interface GenerateSummary {
 
 const VERSION = (JSON.parse(readFileSync(join(PROJECT_ROOT, "package.json"), "utf8")) as { version: string }).version;
 
-async function loadCfgBuilder(): Promise<{ builder: CfgStepBuilder; template: PromptTemplate }> {
+async function loadCfgBuilder(version: number | undefined): Promise<{ builder: CfgStepBuilder; template: PromptTemplate }> {
   const cfg = await import("../steering/cfg.ts");
-  return { builder: cfg.buildCfgStepRequest as CfgStepBuilder, template: cfg.cfgTemplate() };
+  const template = cfg.cfgTemplate(version);
+  return { builder: (input) => cfg.buildCfgStepRequest({ ...input, template }), template };
 }
 
 /**
@@ -77,7 +78,7 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
   let template: PromptTemplate;
   let cfgBuilder: CfgStepBuilder | undefined;
   if (config.steering === "cfg") {
-    const cfg = await loadCfgBuilder();
+    const cfg = await loadCfgBuilder(config.promptVersion);
     template = cfg.template;
     cfgBuilder = cfg.builder;
   } else {
@@ -103,6 +104,10 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     // merge compares fingerprints without this field: shards of one run differ only here
     shard: shard ? formatShard(shard) : null,
     ...(config.mode === "batch" ? { mode: "batch" } : {}),
+    // only when not the default, so runs made before these settings existed still resume
+    ...(config.oversample !== 1 ? { oversample: config.oversample } : {}),
+    ...(config.stepRetries !== 2 ? { step_retries: config.stepRetries } : {}),
+    ...(!config.driftRules ? { drift_rules: false } : {}),
   };
   const state = await openRunDir({ dir: config.out, resume: config.resume, fingerprint });
   const online = hooks.model ?? (await createLanguageModel(config));
@@ -188,6 +193,9 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     maxOutputTokens: config.maxOutputTokens,
     temperature: config.temperature,
     seed: config.seed,
+    oversample: config.oversample,
+    stepRetries: config.stepRetries,
+    driftRules: config.driftRules,
     // batch mode: every chain at once, so each step wave gathers into one batch
     concurrency: config.mode === "batch" ? Math.max(1, Math.min(remaining.length, 50_000)) : config.concurrency,
     price,

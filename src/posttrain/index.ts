@@ -33,6 +33,15 @@ export interface PosttrainOptions {
   gradientCheckpointing?: boolean;
   allowUnvalidated?: boolean;
   noExport?: boolean;
+  // mined groups (--loss lce), see docs/posttrain.md
+  groups?: string;
+  batchGroups?: number;
+  negatives?: "mined" | "cache";
+  corrector?: boolean;
+  refreshEvery?: number;
+  correctorSample?: number;
+  correctorEvery?: number;
+  cacheGuard?: number;
 }
 
 const FLAGS: Array<[keyof PosttrainOptions, string]> = [
@@ -58,12 +67,20 @@ const FLAGS: Array<[keyof PosttrainOptions, string]> = [
   ["checkpointEvery", "--checkpoint-every"],
   ["holdoutFraction", "--holdout-fraction"],
   ["seed", "--seed"],
+  ["groups", "--groups"],
+  ["batchGroups", "--batch-groups"],
+  ["negatives", "--negatives"],
+  ["refreshEvery", "--refresh-every"],
+  ["correctorSample", "--corrector-sample"],
+  ["correctorEvery", "--corrector-every"],
+  ["cacheGuard", "--cache-guard"],
 ];
 const SWITCHES: Array<[keyof PosttrainOptions, string]> = [
   ["resume", "--resume"],
   ["gradientCheckpointing", "--gradient-checkpointing"],
   ["allowUnvalidated", "--allow-unvalidated"],
   ["noExport", "--no-export"],
+  ["corrector", "--corrector"],
 ];
 
 /** The argument list for `python -m rankchain_posttrain.train` (only options that were given). */
@@ -94,7 +111,7 @@ export interface PosttrainResult extends RunPythonResult {
  * the install command otherwise). The trainer's exit code is returned for the CLI to forward.
  */
 export async function runPosttrain(opts: PosttrainOptions, hooks: PosttrainHooks = {}): Promise<PosttrainResult> {
-  if (!opts.data) throw new ConfigError("--data is required (a run directory with validated.jsonl)");
+  if (!opts.data) throw new ConfigError("--data is required (a run directory with validated.jsonl, or a groups file from rankchain mine)");
   if (!opts.baseModel) throw new ConfigError("--base-model is required (a sentence-transformers or Hugging Face model dir)");
   if (!opts.out) throw new ConfigError("--out is required (where the post-trained model goes)");
   const python = hooks.python ?? pythonExecutable(hooks.env);

@@ -17,6 +17,11 @@ export function cfgTemplate(version: number = CFG_PROMPT_VERSION): PromptTemplat
   return loadPromptTemplate(CFG_PROMPT_NAME, version);
 }
 
+/** The negative prompt of an anti-copy retry: "repeat the sentence". */
+export function cfgRepeatTemplate(): PromptTemplate {
+  return loadPromptTemplate("cfg-repeat", 1);
+}
+
 export interface CfgStepInput {
   anchor: string;
   /** Steps generated so far (x1 … x(i−1)); empty for step 1. */
@@ -26,8 +31,14 @@ export interface CfgStepInput {
   maxOutputTokens: number;
   temperature?: number | undefined;
   seed?: number | undefined;
-  /** Template to use; default cfg-rewrite v1. */
+  /** Template to use; default cfg-rewrite at CFG_PROMPT_VERSION. */
   template?: PromptTemplate | undefined;
+  /**
+   * Guide away from a "repeat the sentence" prompt for the previous sentence instead of the
+   * rewrite of the sentence before it (a retry after the model copied its input; works at step 1
+   * too, where the two rewrite prompts are identical and guidance cancels).
+   */
+  antiCopy?: boolean | undefined;
 }
 
 /** The chat messages asking for a rewrite of one sentence. */
@@ -50,10 +61,11 @@ export function buildCfgStepRequest(input: CfgStepInput): GuidedGenerateRequest 
   const n = input.steps.length;
   const previous = n >= 1 ? input.steps[n - 1]! : input.anchor;
   const beforePrevious = n >= 2 ? input.steps[n - 2]! : input.anchor;
+  const negative = input.antiCopy ? cfgRewriteMessages(previous, cfgRepeatTemplate()) : cfgRewriteMessages(beforePrevious, template);
   return {
     positive: cfgRewriteMessages(previous, template),
-    negative: cfgRewriteMessages(beforePrevious, template),
-    guidance: previous === beforePrevious ? 1 : guidance,
+    negative,
+    guidance: !input.antiCopy && previous === beforePrevious ? 1 : guidance,
     maxOutputTokens: input.maxOutputTokens,
     temperature: input.temperature,
     seed: input.seed === undefined ? undefined : cfgStepSeed(input.seed, n),

@@ -27,7 +27,7 @@ describe("generate with the embedded local model", () => {
     }
     expect(s.manifest.totals.usd).toBe(0);
     expect(s.manifest.fingerprint).toMatchObject({ steering: "cfg", guidance: 1.5, cfg_top_k: 20 });
-  });
+  }, 300_000);
 
   it("stepwise steering also runs on the local model, so strategies compare on one model", async () => {
     const dir = tmpDir();
@@ -36,5 +36,5 @@ describe("generate with the embedded local model", () => {
     const [chain] = readJsonlFile(join(out, "chains.jsonl"));
     expect(chain.generator).toMatchObject({ provider: "local", steering: "stepwise", prompt: "stepwise" });
     expect(chain.generator.guidance).toBeUndefined();
-  });
+  }, 300_000);
 });
