@@ -2,8 +2,9 @@
  * `--mode batch`: a LanguageModel that gathers the generator's calls into provider batches.
  *
  * The chain generator runs unchanged, with one worker per chain: every chain asks for its next
- * call, the calls gather in a queue, and once no new call has arrived for `gatherMs` the queue is
- * submitted as one batch (so stepwise submits one batch per step wave, ladder one batch). The batch
+ * call, the calls gather in a queue, and once every running chain has queued its call (or no new
+ * call has arrived for `gatherMs`) the queue is submitted as one batch (so stepwise submits one
+ * batch per step wave, ladder one batch). The batch
  * is polled every `pollMs`; when it ends, each call gets its own result, and the generator charges
  * it (at the batch price it was given) exactly as an online answer. Failed requests reject with a
  * ProviderCallError (5xx retryable, 4xx not) and expired ones with a retryable 408, so the
@@ -104,6 +105,8 @@ export class BatchModel implements LanguageModel {
   private readonly batches = new Map<string, TrackedBatch>();
   private readonly stop = new AbortController();
   private submitted = 0;
+  /** Calls expected before a wave is complete (chains still running); undefined: unknown. */
+  private expected: number | undefined;
 
   private constructor(
     private readonly inner: LanguageModel,
@@ -169,12 +172,34 @@ export class BatchModel implements LanguageModel {
       }
       this.queue.push(waiter);
       if (this.timer) clearTimeout(this.timer);
-      if (this.queue.length >= (this.o.maxBatchSize ?? 50_000)) this.flush();
-      else this.timer = setTimeout(() => this.flush(), this.o.gatherMs ?? 250);
+      if (this.queue.length >= (this.o.maxBatchSize ?? 50_000) || this.waveComplete()) this.flush();
+      else this.timer = setTimeout(() => this.flush(), this.o.gatherMs ?? 2000);
     });
   }
 
+  /**
+   * The run tells how many chains will call (one worker per chain); a wave is submitted as soon as
+   * every running chain has queued its call, and otherwise after `gatherMs` without a new call (a
+   * chain waiting on a batch from an earlier process, or on the budget).
+   */
+  setExpectedCallers(n: number): void {
+    this.expected = n;
+    if (this.waveComplete()) this.flush();
+  }
+
+  /** A chain finished (written, failed or stopped): one caller fewer in each later wave. */
+  callerDone(): void {
+    if (this.expected === undefined) return;
+    this.expected = Math.max(0, this.expected - 1);
+    if (this.waveComplete()) this.flush();
+  }
+
+  private waveComplete(): boolean {
+    return this.expected !== undefined && this.queue.length > 0 && this.queue.length >= this.expected;
+  }
+
   private flush(): void {
+    if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     const waiters = this.queue.splice(0, this.o.maxBatchSize ?? 50_000);
     if (waiters.length === 0) return;

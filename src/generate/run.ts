@@ -29,7 +29,7 @@ export interface GenerateHooks {
   /** --mode batch: each status poll of a batch, and each submission. */
   onBatchProgress?: (p: BatchProgress) => void;
   onBatchSubmit?: (info: { id: string; requests: number }) => void;
-  /** --mode batch: quiet time before a gathered wave is submitted (default 250 ms). */
+  /** --mode batch: quiet time before an incomplete wave is submitted anyway (default 2 s). */
   batchGatherMs?: number;
   /** Signals: first abort drains (no new calls), second aborts calls in flight. */
   drainSignal?: AbortSignal;
@@ -117,7 +117,7 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     const client = config.provider === "anthropic" ? new AnthropicBatchClient(settings) : new OpenAIBatchClient(settings);
     batchModel = await BatchModel.open(online, client, join(config.out, RUN_FILES.batches), {
       pollMs: config.pollSeconds * 1000,
-      gatherMs: hooks.batchGatherMs ?? 250,
+      gatherMs: hooks.batchGatherMs ?? 2000,
       onProgress: hooks.onBatchProgress,
       onSubmit: hooks.onBatchSubmit,
     });
@@ -208,8 +208,12 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     drainSignal: hooks.drainSignal,
     abortSignal: hooks.abortSignal,
     onRetry: hooks.onRetry,
-    onChainFailed: hooks.onChainFailed,
+    onChainFailed: (info) => {
+      batchModel?.callerDone();
+      hooks.onChainFailed?.(info);
+    },
     onChainDone: (record) => {
+      batchModel?.callerDone();
       done++;
       stepCount += record.steps.length;
       if (record.truncated) truncated++;
@@ -221,6 +225,7 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
   let message: string | undefined;
   let outcome: Awaited<ReturnType<ChainGenerator["run"]>> | undefined;
   try {
+    batchModel?.setExpectedCallers(remaining.length);
     outcome = await generator.run(remaining);
     outcomeFailed = outcome.failed;
     if (outcome.failed.length > 0 && outcome.stoppedBy === "done") outcomeStatusOverride = "incomplete";

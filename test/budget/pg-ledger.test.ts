@@ -46,7 +46,7 @@ function killed(results: Array<{ code: number | null }>, n: number): number {
   return results.slice(0, n).filter((r) => r.code === null).length;
 }
 
-describe.skipIf(!url)(`PostgreSQL ledger${url ? "" : ` (skipped: ${reason})`}`, () => {
+describe.skipIf(!url)(`PostgreSQL ledger${url ? "" : ` (skipped: ${reason})`}`, { timeout: 300_000 }, () => {
   it("64 concurrent reservers in 4 pools never cross the cap; the cap is reached, not abandoned", async () => {
     const id = budgetName("atomic");
     const ledgers = await Promise.all(Array.from({ length: 4 }, () => PgLedger.open({ url: url!, budgetId: id, capUsd: 0.05 })));
@@ -119,7 +119,7 @@ describe.skipIf(!url)(`PostgreSQL ledger${url ? "" : ` (skipped: ${reason})`}`, 
     );
     // the kills land while the processes reserve (not after they finished)
     expect(killedTotal).toBeGreaterThan(0);
-  }, 240_000);
+  });
 
   it("generate --ledger postgres:// killed with calls in flight: `budget settle --force` charges them at worst case, nothing billed is lost", async () => {
     const KEY = "sk-test-pg-0123456789abcdefghijklmnop";
@@ -154,5 +154,5 @@ describe.skipIf(!url)(`PostgreSQL ledger${url ? "" : ` (skipped: ${reason})`}`, 
     } finally {
       await server.close();
     }
-  }, 120_000);
+  });
 });

@@ -17,7 +17,7 @@ function cli(args: string[], env: Record<string, string | undefined> = {}): Prom
   });
 }
 
-describe("CLI: batch, shards, farms, shared ledger", () => {
+describe("CLI: batch, shards, farms, shared ledger", { timeout: 300_000 }, () => {
   it("generate --help lists the flags; merge and budget have help", async () => {
     const r = await cli(["generate", "--help"]);
     for (const flag of ["--mode", "--poll-seconds", "--shard", "--ledger", "--budget-id"]) expect(r.stdout).toContain(flag);

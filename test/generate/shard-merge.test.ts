@@ -19,7 +19,7 @@ afterAll(async () => openai.close());
 
 const MORE = [...SEEDS, ...SEEDS.map((s) => s.replace(/\.$/, " again."))];
 
-describe("--shard i/n", () => {
+describe("--shard i/n", { timeout: 180_000 }, () => {
   it("puts every text in exactly one shard, whatever n", () => {
     fc.assert(
       fc.property(fc.string(), fc.integer({ min: 1, max: 64 }), (text, n) => {

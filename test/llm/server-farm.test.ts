@@ -18,7 +18,7 @@ afterEach(async () => {
 
 const req = (text: string) => ({ messages: [{ role: "user" as const, content: `Rewrite: <sentence>${text}</sentence>` }], maxOutputTokens: 40 });
 
-describe("--base-url URL1,URL2: a farm of OpenAI-compatible servers", () => {
+describe("--base-url URL1,URL2: a farm of OpenAI-compatible servers", { timeout: 120_000 }, () => {
   it("routes to the server with the fewest requests outstanding (never more than its share in flight)", async () => {
     const inFlight = new Map<number, number>();
     const peak = new Map<number, number>();
