@@ -85,6 +85,8 @@ export interface PgLedgerOptions {
   mirrorPath?: string | undefined;
   /** Connections in this process's pool. Default 4. */
   poolSize?: number;
+  /** false: the budget must already exist (budget show/settle never create one). Default true. */
+  create?: boolean;
 }
 
 export interface BudgetSummary {
@@ -146,12 +148,21 @@ export class PgLedger implements Ledger {
       } finally {
         c.release();
       }
-      await pool.query(
-        `INSERT INTO rankchain_budgets (budget_id, cap_usd) VALUES ($1, $2)
-         ON CONFLICT (budget_id) DO UPDATE SET cap_usd = COALESCE($2, rankchain_budgets.cap_usd), updated_at = now()`,
-        [o.budgetId, o.capUsd ?? null],
-      );
+      if (o.create === false) {
+        const found = await pool.query("SELECT 1 FROM rankchain_budgets WHERE budget_id = $1", [o.budgetId]);
+        if (found.rowCount === 0) throw new ConfigError(`--budget-id: no shared budget named "${o.budgetId}" in ${redactUrl(o.url)}`);
+      } else {
+        await pool.query(
+          `INSERT INTO rankchain_budgets (budget_id, cap_usd) VALUES ($1, $2)
+           ON CONFLICT (budget_id) DO UPDATE SET cap_usd = COALESCE($2, rankchain_budgets.cap_usd), updated_at = now()`,
+          [o.budgetId, o.capUsd ?? null],
+        );
+      }
     } catch (e) {
+      if (e instanceof ConfigError) {
+        await pool.end().catch(() => undefined);
+        throw e;
+      }
       await pool.end().catch(() => undefined);
       throw new ConfigError(`cannot open the PostgreSQL ledger (${redactUrl(o.url)}): ${(e as Error).message}`, { cause: e });
     }

@@ -17,7 +17,7 @@ export function registerBudget(program: Command): void {
       .option("--budget-id <id>", "the shared budget's name", "default");
   common(budget.command("show").description("print the budget: cap, spent, reserved, open and expired reservations (JSON)")).action(
     action(async (opts: { ledger?: string; budgetId: string }) => {
-      const l = await PgLedger.open({ url: ledgerUrl(opts), budgetId: opts.budgetId, capUsd: undefined });
+      const l = await PgLedger.open({ url: ledgerUrl(opts), budgetId: opts.budgetId, capUsd: undefined, create: false });
       try {
         process.stdout.write(JSON.stringify(await l.summary()) + "\n");
       } finally {
@@ -33,7 +33,7 @@ export function registerBudget(program: Command): void {
   ).action(
     action(async (opts: { ledger?: string; budgetId: string; force: boolean }) => {
       // opening already settles expired leases; --force settles the rest
-      const l = await PgLedger.open({ url: ledgerUrl(opts), budgetId: opts.budgetId, capUsd: undefined });
+      const l = await PgLedger.open({ url: ledgerUrl(opts), budgetId: opts.budgetId, capUsd: undefined, create: false });
       try {
         const forced = opts.force ? await l.settleExpired(true) : { settled: 0, usd: 0 };
         const settled = { settled: l.settledOnOpen.settled + forced.settled, usd: l.settledOnOpen.usd + forced.usd };

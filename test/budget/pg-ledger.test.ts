@@ -149,6 +149,9 @@ describe.skipIf(!url)(`PostgreSQL ledger${url ? "" : ` (skipped: ${reason})`}`, 
       expect(after.spent_usd).toBeCloseTo(before.spent_usd + before.reserved_usd, 12);
       const show = await run([bin, "budget", "show", "--ledger", url!, "--budget-id", id]).done;
       expect(JSON.parse(show.stdout.trim())).toMatchObject({ budgetId: id, open: 0, capUsd: 1 });
+      const missing = await run([bin, "budget", "show", "--ledger", url!, "--budget-id", id + "-nope"]).done;
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toMatch(/no shared budget named/);
       // the run's own ledger.jsonl keeps its part; the password-free URL only in run.json
       expect(readJsonlFile(join(out, "ledger.jsonl")).filter((e) => e.type === "reserve").length).toBeGreaterThanOrEqual(3);
     } finally {
