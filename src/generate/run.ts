@@ -132,6 +132,7 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     : await BudgetLedger.open(join(config.out, RUN_FILES.ledger), config.maxUsd, {
         // calls an earlier process submitted in a batch still running keep their reservation
         keepOpen: (key) => pendingAtProvider !== undefined && pendingAtProvider.has(key) && !state.responses.has(key),
+        ...(config.mode === "batch" ? { firstCallAlone: false } : {}),
       });
   const { chains, responses } = await openAppenders(config.out);
 
