@@ -27,7 +27,7 @@ fi
 if [ "$(id -u)" -eq 0 ]; then
   RUNAS=postgres
   id "$RUNAS" >/dev/null 2>&1 || useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin "$RUNAS"
-  as_user() { runuser -u "$RUNAS" -- "$@"; }
+  as_user() { (cd / && runuser -u "$RUNAS" -- "$@"); }
   # a clone under a private home (e.g. /root, mode 700) is out of the postgres user's reach
   if [ -z "${RANKCHAIN_PG_ROOT:-}" ] && ! as_user test -x "$PWD"; then
     ROOT=/tmp/rankchain-postgres-$(printf '%s' "$PWD" | md5sum | cut -c1-8)
