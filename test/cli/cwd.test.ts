@@ -110,3 +110,17 @@ describe("paths resolve against the caller's directory", () => {
     expect(readdirSync(PROJECT_ROOT).filter((f) => !rootBefore.has(f))).toEqual([]);
   });
 });
+
+describe("posttrain and eval check their paths before Python loads (issue 13)", () => {
+  it("a missing --data, --base-model path, STS file or a bad --device is exit 2 naming it; Python is never started", async () => {
+    const { runPosttrain } = await import("../../src/posttrain/index.ts");
+    const { runEval } = await import("../../src/eval/index.ts");
+    const { ConfigError } = await import("../../src/errors.ts");
+    const never = "/nonexistent/python-must-not-run";
+    await expect(runPosttrain({ data: "no-such-run", baseModel: "org/model", out: "o" }, { python: never })).rejects.toThrow(/no-such-run: --data must be a run directory/);
+    await expect(runPosttrain({ data: ".", baseModel: "./no-such-model", out: "o" }, { python: never })).rejects.toThrow(/no-such-model: --base-model: no such model directory/);
+    await expect(runPosttrain({ data: ".", baseModel: "org/model", out: "o", evalSts: "nope.tsv" }, { python: never })).rejects.toThrow(ConfigError);
+    await expect(runEval({ model: "../no-such-model", sts: join(PROJECT_ROOT, "package.json") }, { python: never })).rejects.toThrow(/--model: no such model directory/);
+    await expect(runEval({ model: "org/model", sts: join(PROJECT_ROOT, "package.json"), device: "gpu" }, { python: never })).rejects.toThrow(/--device expects/);
+  });
+});
