@@ -1,5 +1,5 @@
 import { Command, Option } from "commander";
-import { GenerateConfigSchema } from "../config/run-config.ts";
+import { GenerateConfigSchema, type GenerateConfig } from "../config/run-config.ts";
 import { runGenerate } from "../generate/run.ts";
 import { createChainProgress, type ChainProgress } from "./progress.ts";
 import { action, numberOption } from "./run-command.ts";
@@ -57,11 +57,17 @@ shorter than --min-steps. Keys: OPENAI_API_KEY, ANTHROPIC_API_KEY, OPENAI_BASE_U
     .action(
       action(async (opts: Record<string, unknown>) => {
         const steering = (opts.steering as string) ?? "stepwise";
-        const config = parseWithSchema(GenerateConfigSchema, {
-          ...opts,
-          maxOutputTokens: opts.maxOutputTokens ?? (steering === "ladder" ? 100 * Number(opts.steps ?? 8) : 100),
-          timeoutMs: opts.timeout,
-        });
+        let config: GenerateConfig;
+        try {
+          config = parseWithSchema(GenerateConfigSchema, {
+            ...opts,
+            maxOutputTokens: opts.maxOutputTokens ?? (steering === "ladder" ? 100 * Number(opts.steps ?? 8) : 100),
+            timeoutMs: opts.timeout,
+          });
+        } catch (error) {
+          printRunSummary(String(opts.out ?? ""), { error, capUsd: typeof opts.maxUsd === "number" ? opts.maxUsd : undefined });
+          throw error;
+        }
         const drain = new AbortController();
         const abort = new AbortController();
         let signals = 0;

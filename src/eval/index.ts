@@ -4,6 +4,9 @@ import { ConfigError, RankchainError } from "../errors.ts";
 import { pythonExecutable, userPath, userPathOrId } from "../config/paths.ts";
 import { readManifest } from "../store/run-dir.ts";
 import { checkPythonSide, runPythonModule, type PythonEvent } from "../posttrain/python.ts";
+import { readRerankFile } from "./rerank.ts";
+
+export * from "./rerank.ts";
 
 /** One row of eval.json's `metrics` (written by rankchain_posttrain.evaluate). */
 export interface EvalMetric {
@@ -33,6 +36,8 @@ export interface EvalOptions {
   baseline?: string;
   sts: string;
   chains?: string;
+  /** Reranking file (src/eval/rerank.ts format) for MAP, MRR@10 and nDCG@10. */
+  rerank?: string;
   /** The run directory the training data came from: its cost goes into usd, and eval.json is copied there. */
   data?: string;
   usd?: number;
@@ -118,6 +123,11 @@ export async function runEval(
   if (opts.data && !(existsSync(opts.data) && statSync(opts.data).isDirectory())) {
     throw new ConfigError("--data must be a run directory", { location: { file: given.data! } });
   }
+  if (opts.rerank) {
+    if (!existsSync(opts.rerank)) throw new ConfigError("no such reranking file (--rerank)", { location: { file: opts.rerank } });
+    // checked here, so a bad line is reported (exit 2, file:line) before any model loads
+    if ((await readRerankFile(opts.rerank)).length === 0) throw new ConfigError("no records in the reranking file (--rerank)", { location: { file: opts.rerank } });
+  }
   const usd = opts.usd ?? (opts.data ? runCostUsd(opts.data) : null);
   const outPath = resolve(opts.out ?? (opts.data ? join(opts.data, EVAL_FILE) : EVAL_FILE));
   mkdirSync(dirname(outPath), { recursive: true });
@@ -126,6 +136,7 @@ export async function runEval(
   const args = ["--model", opts.model, "--sts", opts.sts, "--out", outPath];
   if (opts.baseline) args.push("--baseline", opts.baseline);
   if (opts.chains) args.push("--chains", opts.chains);
+  if (opts.rerank) args.push("--rerank", opts.rerank);
   if (usd !== null && usd !== undefined) args.push("--usd", String(usd));
   if (opts.device) args.push("--device", opts.device);
   if (opts.maxSeqLength) args.push("--max-seq-length", String(opts.maxSeqLength));
