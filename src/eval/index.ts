@@ -110,6 +110,7 @@ export async function runEval(
     ...(given.chains !== undefined ? { chains: userPath(given.chains) } : {}),
     ...(given.data !== undefined ? { data: userPath(given.data) } : {}),
     ...(given.out !== undefined ? { out: userPath(given.out) } : {}),
+    ...(given.rerank !== undefined ? { rerank: userPath(given.rerank) } : {}),
   };
   if (!existsSync(opts.sts)) throw new ConfigError("no such STS file", { location: { file: given.sts } });
   for (const [flag, ref, raw] of [["--model", opts.model, given.model], ["--baseline", opts.baseline, given.baseline]] as const) {
