@@ -26,6 +26,8 @@ export interface PosttrainOptions {
   maxSeqLength?: number;
   encodeChunk?: number;
   evalSts?: string;
+  select?: "auto" | "heldout-chains" | "sts" | "last";
+  control?: "none" | "shuffled";
   evalEvery?: number;
   checkpointEvery?: number;
   holdoutFraction?: number;
@@ -64,6 +66,8 @@ const FLAGS: Array<[keyof PosttrainOptions, string]> = [
   ["maxSeqLength", "--max-seq-length"],
   ["encodeChunk", "--encode-chunk"],
   ["evalSts", "--eval-sts"],
+  ["select", "--select"],
+  ["control", "--control"],
   ["evalEvery", "--eval-every"],
   ["checkpointEvery", "--checkpoint-every"],
   ["holdoutFraction", "--holdout-fraction"],
