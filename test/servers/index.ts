@@ -44,6 +44,7 @@ export * from "./common.ts";
 export * from "./default-responder.ts";
 export * from "./openai-server.ts";
 export * from "./anthropic-server.ts";
+export * from "./batches.ts";
 
 import type { Reply, Responder } from "./common.ts";
 

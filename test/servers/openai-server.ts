@@ -26,6 +26,7 @@ import {
   type RouteResult,
 } from "./common.ts";
 import { defaultReply, fnv1a, truncateToTokens, type RequestView } from "./default-responder.ts";
+import { BatchEndpoints } from "./batches.ts";
 
 /**
  * How the server treats `response_format`:
@@ -54,6 +55,8 @@ export interface OpenAIServerOptions {
   apiKey?: string;
   /** Default embedding size when a request has no `dimensions` (default 256). */
   embeddingDimensions?: number;
+  /** Listen on this port (a server coming back at the same address); default: any free port. */
+  port?: number;
   /**
    * A hidden prompt (system prompt, template) the server adds to every chat request and bills as
    * prompt tokens — invisible to any client-side count.
@@ -82,6 +85,8 @@ export interface BilledCall {
 }
 
 export interface OpenAIServer extends LoopbackServer {
+  /** Files + Batches state (batches.ts): submitted batches, and the behaviour of the next ones. */
+  readonly batchEndpoints: BatchEndpoints;
   setEmbeddingsResponder(responder: Responder | undefined): void;
   /** Every call the server billed, in order — what a provider's invoice would list. */
   readonly billed: BilledCall[];
@@ -215,9 +220,19 @@ export async function startOpenAIServer(options: OpenAIServerOptions = {}): Prom
     return undefined;
   };
 
+  const batchEndpoints = new BatchEndpoints();
   const server = await startLoopbackServer({
     baseURLSuffix: "/v1",
+    ...(options.port !== undefined ? { port: options.port } : {}),
     notFound: (path) => errorResult(404, `Invalid URL (POST ${path})`, null),
+    other: async (req, invoke) => {
+      if (/^\/v1\/(files|batches)/.test(req.path)) return authProblem(req, options.apiKey) ?? batchEndpoints.openai(req, invoke);
+      if (req.method === "GET" && req.path === "/v1/models") {
+        const requestId = "req_" + randomId("", 32).toLowerCase();
+        return { status: 200, headers: baseHeaders(requestId), body: JSON.stringify({ object: "list", data: [{ id: "loopback", object: "model", created: 0, owned_by: "rankchain-tests" }] }) };
+      }
+      return undefined;
+    },
     routes: {
       ...tokenizeRoutes,
       "/v1/chat/completions": async (req, index) => {
@@ -380,6 +395,7 @@ export async function startOpenAIServer(options: OpenAIServerOptions = {}): Prom
     setEmbeddingsResponder: (r) => {
       embeddingsResponder = r;
     },
+    batchEndpoints,
     clearRequests: () => {
       server.clearRequests();
       chatRequests.length = 0;
