@@ -47,6 +47,8 @@ export function registerEstimate(program: Command): void {
           maxOutputTokens: config.maxOutputTokens,
           template,
           price,
+          oversample: config.oversample,
+          stepRetries: config.stepRetries,
         });
         const fitAt = (usd: number | undefined) =>
           config.maxUsd !== undefined && usd !== undefined && usd > 0 ? Math.min(seeds.length, Math.floor((config.maxUsd / usd) * seeds.length)) : undefined;

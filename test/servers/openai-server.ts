@@ -62,6 +62,8 @@ export interface OpenAIServerOptions {
    * prompt tokens — invisible to any client-side count.
    */
   hiddenPromptTokens?: number;
+  /** Bill the hidden prompt only from this chat request index on (default 0: from the start). */
+  hiddenPromptFrom?: number;
   /**
    * Expose a server tokenize endpoint as real servers do (feature-detected by the client):
    * - "vllm": POST /tokenize {model, messages, add_generation_prompt} or {model, prompt} → {count, max_model_len, tokens}
@@ -292,7 +294,8 @@ export async function startOpenAIServer(options: OpenAIServerOptions = {}): Prom
         const count = await openAIServerCounter(model);
         const templated = options.tokenize !== undefined && openAIEncodingFor(model) === undefined;
         const promptTokens =
-          (templated ? count(renderChatTemplate(messages)) : await openAIServerPromptTokens(model, messages, schema)) + (options.hiddenPromptTokens ?? 0);
+          (templated ? count(renderChatTemplate(messages)) : await openAIServerPromptTokens(model, messages, schema)) +
+          (index >= (options.hiddenPromptFrom ?? 0) ? (options.hiddenPromptTokens ?? 0) : 0);
         return {
           kind: "reply",
           reply,
