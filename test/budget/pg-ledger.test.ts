@@ -131,7 +131,7 @@ describe.skipIf(!url)(`PostgreSQL ledger${url ? "" : ` (skipped: ${reason})`}`, 
       const bin = join(PROJECT_ROOT, "bin/rankchain.js");
       const args = [bin, "generate", "--input", writeSeeds(dir, SEEDS.slice(0, 6)), "--out", out, "--provider", "openai", "--model", "gpt-4o-mini", "--base-url", server.baseURL, "--steps", "2", "--concurrency", "3", "--max-usd", "1", "--ledger", url!, "--budget-id", id, "--quiet"];
       const p = run(args, { OPENAI_API_KEY: KEY });
-      for (let i = 0; i < 400 && server.requestsTo("/v1/chat/completions").length < 3; i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 2400 && server.requestsTo("/v1/chat/completions").length < 3; i++) await new Promise((r) => setTimeout(r, 50));
       expect(server.requestsTo("/v1/chat/completions").length).toBeGreaterThanOrEqual(3);
       p.kill("SIGKILL");
       await p.done;
@@ -170,7 +170,7 @@ describe.skipIf(!url)(`PostgreSQL ledger${url ? "" : ` (skipped: ${reason})`}`, 
       const bin = join(PROJECT_ROOT, "bin/rankchain.js");
       const args = [bin, "generate", "--input", writeSeeds(dir, SEEDS.slice(0, 3)), "--out", out, "--provider", "openai", "--model", "gpt-4o-mini", "--base-url", server.baseURL, "--steps", "2", "--mode", "batch", "--poll-seconds", "0.02", "--max-usd", "1", "--ledger", url!, "--budget-id", id, "--quiet"];
       const p = run(args, { OPENAI_API_KEY: KEY });
-      for (let i = 0; i < 600 && (server.batchEndpoints.batches[0]?.polls ?? 0) < 3; i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 2400 && (server.batchEndpoints.batches[0]?.polls ?? 0) < 3; i++) await new Promise((r) => setTimeout(r, 50));
       expect(server.batchEndpoints.batches).toHaveLength(1);
       p.kill("SIGKILL");
       await p.done;

@@ -139,7 +139,7 @@ describe("--mode batch (loopback Files + Batches and Message Batches, real SDK c
     let stderr = "";
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
-    for (let i = 0; i < 600; i++) {
+    for (let i = 0; i < 2400; i++) {
       const b = openai.batchEndpoints.batches[before];
       if (b && b.polls >= 3) break;
       await new Promise((r) => setTimeout(r, 50));
