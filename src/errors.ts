@@ -103,3 +103,15 @@ export class RetryError extends RankchainError {
 export class InterruptedError extends RankchainError {
   override readonly name: string = "InterruptedError";
 }
+
+/** DESIGN.md exit codes: 0 done; 2 bad usage, config or input; 3 budget reached; 130 interrupted; 1 anything else. */
+export const EXIT = { ok: 0, failure: 1, usage: 2, budget: 3, interrupted: 130 } as const;
+
+/** The exit code the CLI uses for an error (the library's callers can map errors the same way). */
+export function exitCodeFor(error: unknown): number {
+  if (error instanceof ConfigError) return EXIT.usage;
+  if (error instanceof BudgetExceededError) return EXIT.budget;
+  if (error instanceof InterruptedError) return EXIT.interrupted;
+  if (error instanceof RetryError && error.lastError instanceof BudgetExceededError) return EXIT.budget;
+  return EXIT.failure;
+}

@@ -1,9 +1,7 @@
 import { Command, Option } from "commander";
-import { GenerateConfigSchema } from "../config/run-config.ts";
-import { runGenerate } from "../generate/run.ts";
+import { generate, resolveGenerateConfig, type GenerateOptions } from "../api/generate.ts";
 import { createChainProgress, type ChainProgress } from "./progress.ts";
 import { action, numberOption } from "./run-command.ts";
-import { parseWithSchema } from "./options.ts";
 import { printRunSummary } from "./summary.ts";
 
 export function addGenerationOptions(cmd: Command): Command {
@@ -52,12 +50,9 @@ signal aborts them); 1 anything else. Keys: OPENAI_API_KEY, ANTHROPIC_API_KEY, O
     )
     .action(
       action(async (opts: Record<string, unknown>) => {
-        const steering = (opts.steering as string) ?? "stepwise";
-        const config = parseWithSchema(GenerateConfigSchema, {
-          ...opts,
-          maxOutputTokens: opts.maxOutputTokens ?? (steering === "ladder" ? 100 * Number(opts.steps ?? 8) : 100),
-          timeoutMs: opts.timeout,
-        });
+        // validated here too (before any signal handler), as the library's generate() does
+        const settings = { ...(opts as unknown as GenerateOptions), timeoutMs: opts.timeout as number | undefined };
+        const config = resolveGenerateConfig(settings);
         const drain = new AbortController();
         const abort = new AbortController();
         let signals = 0;
@@ -72,17 +67,20 @@ signal aborts them); 1 anything else. Keys: OPENAI_API_KEY, ANTHROPIC_API_KEY, O
         process.on("SIGTERM", onSignal);
         let progress: ChainProgress | undefined;
         try {
-          const summary = await runGenerate(config, {
+          const summary = await generate({
+            ...settings,
             drainSignal: drain.signal,
-            abortSignal: abort.signal,
-            onStart: ({ total, alreadyDone, capUsd, seedFile }) => {
-              if (seedFile.duplicates.length > 0) {
-                const shown = seedFile.duplicates.slice(0, 5).map((d) => `line ${d.line} = line ${d.firstLine}`).join(", ");
-                process.stderr.write(`note: ${seedFile.duplicates.length} duplicate seed(s) skipped (${shown}${seedFile.duplicates.length > 5 ? ", ..." : ""})\n`);
-              }
-              progress = createChainProgress({ total, initial: alreadyDone, capUsd, quiet: config.quiet });
+            signal: abort.signal,
+            onProgress: (e) => {
+              if (e.phase === "start") {
+                const dups = e.duplicateSeeds;
+                if (dups.length > 0) {
+                  const shown = dups.slice(0, 5).map((d) => `line ${d.line} = line ${d.firstLine}`).join(", ");
+                  process.stderr.write(`note: ${dups.length} duplicate seed(s) skipped (${shown}${dups.length > 5 ? ", ..." : ""})\n`);
+                }
+                progress = createChainProgress({ total: e.total, initial: e.alreadyDone, capUsd: e.capUsd, quiet: config.quiet });
+              } else if (e.phase === "chain") progress?.tick(e.done, e.spentUsd);
             },
-            onChainDone: ({ done, spentUsd }) => progress?.tick(done, spentUsd),
           });
           progress?.stop();
           printRunSummary(summary.out, { capUsd: config.maxUsd });
