@@ -22,6 +22,14 @@ const program = new Command()
   .description("Ranking chains from LLMs under a hard budget, checked with embeddings, for post-training embedders.")
   .version(pkg.version)
   .showHelpAfterError()
+  .addHelpText(
+    "after",
+    `
+Exit codes (every command): 0 done; 2 bad usage, config or input (the message names file:line, field
+or flag); 3 budget cap reached (everything paid for is saved; --resume with a larger --max-usd
+continues); 4 provider unreachable: N consecutive connection failures (everything paid for is saved;
+--resume continues); 130 interrupted; 1 anything else.`,
+  )
   .exitOverride();
 
 registerSeeds(program);

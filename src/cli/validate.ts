@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { SingleBar } from "cli-progress";
 import { existsSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { BudgetLedger } from "../budget/ledger.ts";
+import { BudgetLedger, readLedgerTotals } from "../budget/ledger.ts";
 import { ConfigError } from "../errors.ts";
 import { writeReport } from "../report/index.ts";
 import { DEFAULT_GATE_THRESHOLDS, HARD_KINDS, POLICIES, SOFT_KINDS, validateRun, type GateThresholds, type Policy } from "../validate/index.ts";
@@ -152,6 +152,22 @@ export function registerValidate(program: Command): void {
             lines.push(`report: ${path}`);
           }
           process.stdout.write(lines.join("\n") + "\n");
+          const spend = ledger?.totals() ?? (await readLedgerTotals(join(dir, "ledger.jsonl")));
+          process.stdout.write(
+            JSON.stringify({
+              status: "completed",
+              exit_code: 0,
+              out: dir,
+              chains: c.chains,
+              accepted: c.accepted,
+              repaired: c.repaired,
+              rejected: c.rejected,
+              usd: spend ? Math.round(spend.spentUsd * 1e9) / 1e9 : null,
+              by_stage: spend?.byStage ?? null,
+              cap_usd: opts.maxUsd ?? null,
+              reason: null,
+            }) + "\n",
+          );
         } catch (error) {
           bar?.stop();
           // every exit prints the JSON summary (status, spend by stage, reason)
@@ -173,6 +189,7 @@ function validateExitSummary(dir: string, error: unknown, totals: LedgerTotals |
     status: code === 3 ? "budget_reached" : code === 2 ? "bad_input" : code === 130 ? "interrupted" : "failed",
     exit_code: code,
     out: dir,
+    chains: null,
     usd: totals ? Math.round(totals.spentUsd * 1e9) / 1e9 : null,
     by_stage: totals?.byStage ?? null,
     cap_usd: capUsd ?? null,

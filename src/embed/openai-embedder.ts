@@ -6,7 +6,7 @@ import { JsonlAppender, readJsonl } from "../store/jsonl.ts";
 import { getEncoding, type Tiktoken } from "js-tiktoken";
 import type { Ledger, LedgerStage, Reservation } from "../budget/types.ts";
 import { settleFailure } from "../budget/billing.ts";
-import { loadApiKey, redactSecrets } from "../config/env.ts";
+import { loadApiKey, redactSecrets, redactUrl } from "../config/env.ts";
 import { costUsd, DEFAULT_PRICES, resolvePrice, type ModelPrice, type PriceTable } from "../config/prices.ts";
 import { ConfigError, ProviderCallError, RankchainError } from "../errors.ts";
 import { registryEntry } from "./registry.ts";
@@ -63,7 +63,8 @@ function cl100k(): Tiktoken {
 }
 
 export function countEmbeddingTokens(text: string): number {
-  return cl100k().encode(text).length;
+  // special-token text such as <|endoftext|> is ordinary input to the embeddings API
+  return cl100k().encode(text, [], []).length;
 }
 
 export class OpenAIEmbedder implements Embedder {
@@ -109,7 +110,7 @@ export class OpenAIEmbedder implements Embedder {
       pooling: "provider",
       normalize: true,
       dimensions: opts.dimensions ?? (entry?.backend === "openai" ? entry.dimensions : undefined),
-      source: this.client.baseURL,
+      source: redactUrl(this.client.baseURL),
       runtime: "openai-sdk",
       batchSize: this.batchSize,
     };

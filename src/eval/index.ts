@@ -1,7 +1,7 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { ConfigError, RankchainError } from "../errors.ts";
-import { pythonExecutable } from "../config/paths.ts";
+import { pythonExecutable, userPath, userPathOrId } from "../config/paths.ts";
 import { readManifest } from "../store/run-dir.ts";
 import { checkPythonSide, runPythonModule, type PythonEvent } from "../posttrain/python.ts";
 import { readRerankFile } from "./rerank.ts";
@@ -96,14 +96,24 @@ export interface EvalResult {
  * run directory so `rankchain report` shows the before/after table.
  */
 export async function runEval(
-  opts: EvalOptions,
+  given: EvalOptions,
   hooks: { python?: string; env?: NodeJS.ProcessEnv; onStderr?: (line: string) => void } = {},
 ): Promise<EvalResult> {
-  if (!opts.model) throw new ConfigError("--model is required");
-  if (!opts.sts) throw new ConfigError("--sts is required (TSV: sentence1<TAB>sentence2<TAB>score with a header)");
-  if (!existsSync(opts.sts)) throw new ConfigError("no such STS file", { location: { file: opts.sts } });
+  if (!given.model) throw new ConfigError("--model is required");
+  if (!given.sts) throw new ConfigError("--sts is required (TSV: sentence1<TAB>sentence2<TAB>score with a header)");
+  // every path against the caller's directory; the Python side gets absolute paths only
+  const opts: EvalOptions = {
+    ...given,
+    model: userPathOrId(given.model),
+    sts: userPath(given.sts),
+    ...(given.baseline !== undefined ? { baseline: userPathOrId(given.baseline) } : {}),
+    ...(given.chains !== undefined ? { chains: userPath(given.chains) } : {}),
+    ...(given.data !== undefined ? { data: userPath(given.data) } : {}),
+    ...(given.out !== undefined ? { out: userPath(given.out) } : {}),
+  };
+  if (!existsSync(opts.sts)) throw new ConfigError("no such STS file", { location: { file: given.sts } });
   if (opts.data && !(existsSync(opts.data) && statSync(opts.data).isDirectory())) {
-    throw new ConfigError("--data must be a run directory", { location: { file: opts.data } });
+    throw new ConfigError("--data must be a run directory", { location: { file: given.data! } });
   }
   if (opts.rerank) {
     if (!existsSync(opts.rerank)) throw new ConfigError("no such reranking file (--rerank)", { location: { file: opts.rerank } });

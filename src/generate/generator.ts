@@ -8,11 +8,13 @@ import type {
   GenerateResult,
   GuidedGenerateRequest,
   LanguageModel,
+  StructuredOutputMode,
 } from "../llm/types.ts";
+import { STRUCTURED_OUTPUT_MODES } from "../llm/types.ts";
 import type { ChainRecord, GeneratorInfo } from "../store/chain-record.ts";
 import { hashJson, type CachedResponse } from "../store/run-dir.ts";
 import type { JsonlAppender } from "../store/jsonl.ts";
-import { buildLadderRequest, buildStepwiseRequest, parseLadderResponse } from "../steering/prompt.ts";
+import { buildLadderRequest, buildStepwiseRequest, parseLadderItems } from "../steering/prompt.ts";
 import type { PromptTemplate } from "../steering/prompt-templates.ts";
 import { cleanStep, type CleanFailure } from "./clean.ts";
 import { driftFailure, subsample, type DriftFailure } from "./drift.ts";
@@ -69,14 +71,31 @@ export interface GeneratorOptions {
   onChainDone?: (record: ChainRecord) => void;
   onChainFailed?: (info: { id: string; line: number; error: unknown }) => void;
   onRetry?: (info: { chainId: string; attempt: number; delayMs: number; error: unknown }) => void;
+  /**
+   * Circuit breaker: after this many consecutive connection failures (refused, reset, timed out;
+   * retries included) the run starts no new call and stops with stoppedBy "unreachable". Default 5.
+   */
+  maxConnectionFailures?: number | undefined;
+  /** Structured-output mode to start from (resume passes the mode the run had settled on). Default json_schema. */
+  structuredMode?: StructuredOutputMode | undefined;
   now?: () => Date;
+}
+
+/** How ladder calls asked for JSON, and every step down a server forced (recorded in run.json). */
+export interface StructuredOutputRecord {
+  mode: StructuredOutputMode;
+  changes: { from: StructuredOutputMode; to: StructuredOutputMode; reason: string }[];
 }
 
 export interface GenerateOutcome {
   /** ids of chains written in this process */
   written: string[];
-  stoppedBy: "done" | "budget" | "interrupted";
+  stoppedBy: "done" | "budget" | "interrupted" | "unreachable";
   budgetError: BudgetExceededError | undefined;
+  /** Set when the circuit breaker stopped the run: how many consecutive failures, and the last one. */
+  unreachable: { consecutiveFailures: number; lastError: string } | undefined;
+  /** Ladder steering only: the structured-output mode the run ended with, and why it changed. */
+  structuredOutput: StructuredOutputRecord | undefined;
   cachedResponsesReused: number;
   warnings: CallWarning[];
   /** Chains that failed with a provider error that concerns only them; not written, so --resume retries them. */
@@ -97,12 +116,54 @@ class StopSignal extends RankchainError {
 }
 
 /**
+ * A server's answer that rejects the requested response_format (HTTP 4xx/5xx whose message or body
+ * names response_format / json_schema / json_object, e.g. llama-cpp-python's 500 "Input should be
+ * 'text' or 'json_object'"). Retrying it unchanged would fail the same way; the generator steps
+ * down to the next structured-output mode instead.
+ */
+export function isResponseFormatRejection(e: unknown): boolean {
+  if (!(e instanceof ProviderCallError) || e.status === undefined || e.status < 400) return false;
+  return /response_format|json_schema|json_object|guided_json/i.test(`${e.message}\n${e.bodyExcerpt ?? ""}`);
+}
+
+class StructuredOutputRejected extends RankchainError {
+  override readonly name = "StructuredOutputRejected";
+}
+
+/** The default of GeneratorOptions.maxConnectionFailures. */
+export const DEFAULT_MAX_CONNECTION_FAILURES = 5;
+
+/**
+ * A failure to reach the provider at all: a ProviderCallError without an HTTP status that is
+ * retryable — connection refused or reset, DNS, a timeout. (Aborts are not retryable; HTTP errors
+ * and malformed bodies carry a status.)
+ */
+export function isConnectionFailure(e: unknown): boolean {
+  return e instanceof ProviderCallError && e.status === undefined && e.isRetryable;
+}
+
+/** A message shortened at a word boundary (never mid-path), with an ellipsis when shortened. */
+export function shortenMessage(message: string, max = 500): string {
+  const oneLine = message.replace(/\s*\n\s*/g, " ");
+  if (oneLine.length <= max) return oneLine;
+  const cut = oneLine.lastIndexOf(" ", max);
+  return (cut > max / 2 ? oneLine.slice(0, cut) : oneLine.slice(0, max)) + " …";
+}
+
+/**
  * The chain generator. It owns failure: concurrency, retries (each attempt reserves in the ledger
  * again), the ledger, appends and response caching. Adapters make one call and catch nothing.
  */
 export class ChainGenerator {
-  private stopping: "budget" | "interrupted" | undefined;
+  private stopping: "budget" | "interrupted" | "unreachable" | undefined;
   private budgetError: BudgetExceededError | undefined;
+  private consecutiveConnectionFailures = 0;
+  private unreachable: GenerateOutcome["unreachable"];
+  /** Aborted when retries must stop waiting: the run's abort signal, or the circuit breaker. */
+  private readonly halt = new AbortController();
+  /** Feature detection, once per run: the strongest structured-output mode the server accepts. */
+  private structuredMode: StructuredOutputMode;
+  private readonly structuredChanges: StructuredOutputRecord["changes"] = [];
   private reused = 0;
   private readonly warnings = new Map<string, CallWarning>();
   private readonly retryPolicy: RetryPolicy;
@@ -113,7 +174,29 @@ export class ChainGenerator {
     }
     if (o.steering === "cfg" && !o.cfgBuilder) throw new RankchainError("cfg steering needs a step builder");
     this.retryPolicy = o.retryPolicy ?? DEFAULT_RETRY_POLICY;
+    this.structuredMode = o.structuredMode ?? "json_schema";
     o.drainSignal?.addEventListener("abort", () => (this.stopping ??= "interrupted"), { once: true });
+    o.abortSignal?.addEventListener("abort", () => this.halt.abort(o.abortSignal?.reason), { once: true });
+  }
+
+  /** Counts a connection failure (or resets the count after an answer); trips the breaker at the limit. */
+  private noteConnection(error: unknown): void {
+    if (error === undefined) {
+      this.consecutiveConnectionFailures = 0;
+      return;
+    }
+    if (!isConnectionFailure(error)) return;
+    this.consecutiveConnectionFailures++;
+    const limit = this.o.maxConnectionFailures ?? DEFAULT_MAX_CONNECTION_FAILURES;
+    if (this.consecutiveConnectionFailures >= limit && !this.unreachable) {
+      this.unreachable = {
+        consecutiveFailures: this.consecutiveConnectionFailures,
+        lastError: shortenMessage(error instanceof Error ? error.message : String(error)),
+      };
+      this.stopping ??= "unreachable";
+      // wake retries that are waiting out a backoff: no new call will be made
+      this.halt.abort(new StopSignal("provider unreachable"));
+    }
   }
 
   generatorInfo(): GeneratorInfo {
@@ -147,13 +230,15 @@ export class ChainGenerator {
           this.o.onChainDone?.(record);
         } catch (e) {
           if (e instanceof StopSignal) return;
+          // the breaker tripped: this chain is not done, not failed; --resume does it
+          if (this.stopping === "unreachable" && (isConnectionFailure(e) || (e instanceof RetryError && isConnectionFailure(e.lastError)))) return;
           if (e instanceof BudgetExceededError) {
             this.budgetError ??= e;
             this.stopping ??= "budget";
             return;
           }
           if ((e instanceof ProviderCallError || e instanceof RetryError) && !isFatalProviderError(e) && !this.o.abortSignal?.aborted) {
-            failed.push({ id: seed.id, line: seed.line, error: e.message.slice(0, 300) });
+            failed.push({ id: seed.id, line: seed.line, error: shortenMessage(e.message) });
             this.o.onChainFailed?.({ id: seed.id, line: seed.line, error: e });
             continue;
           }
@@ -170,6 +255,8 @@ export class ChainGenerator {
       written,
       stoppedBy: this.stopping ?? "done",
       budgetError: this.budgetError,
+      unreachable: this.unreachable,
+      structuredOutput: this.o.steering === "ladder" ? { mode: this.structuredMode, changes: [...this.structuredChanges] } : undefined,
       cachedResponsesReused: this.reused,
       warnings: [...this.warnings.values()],
       failed,
@@ -197,15 +284,29 @@ export class ChainGenerator {
       });
       let parsed: string[] | undefined;
       let res = await this.call(ctx, { kind: "plain", req });
-      parsed = parseLadderResponse(res.text, total);
+      parsed = parseLadderItems(res.text, total);
+      if (!parsed && res.structuredMode && res.structuredMode !== "prompt" && res.finishReason.unified !== "length" && !/^\s*[{[]/.test(res.text)) {
+        // free text in answer to response_format: the server ignores the field (so any mode of it);
+        // spell the schema out in the prompt instead
+        this.stepDownStructured(res.structuredMode, "the server answered free text to response_format (ignored it)", "prompt");
+      }
       if (!parsed || parsed.length < total) {
         // retry once with changed parameters: more room if it was cut off, else some temperature
         const lengthStop = res.finishReason.unified === "length";
         const variant = this.retryVariant(req, lengthStop);
         retries.push({ step: (parsed?.length ?? 0) + 1, reason: parsed ? "too-few-steps" : "unparsable", changed: changedSettings(req, variant) });
         res = await this.call(ctx, { kind: "plain", req: variant });
-        const again = parseLadderResponse(res.text, total);
+        const again = parseLadderItems(res.text, total);
         if (again && again.length >= (parsed?.length ?? 0)) parsed = again;
+      }
+      if (parsed) {
+        // a first item that repeats the anchor is dropped, not a reason to discard the chain
+        const first = cleanStep(parsed[0]!, [seed.text]);
+        if (!first.ok && first.reason === "duplicate" && parsed.length > 1) {
+          parsed = parsed.slice(1);
+          cleaningNotes.push("1:dropped a copy of the anchor");
+        }
+        parsed = parsed.slice(0, total);
       }
       if (!parsed) {
         truncated = { at_step: 1, reason: res.finishReason.unified === "length" ? "unparsable-truncated" : "unparsable" };
@@ -337,8 +438,43 @@ export class ChainGenerator {
    * otherwise reserve the worst case, call, replace the reservation by the reported usage,
    * append the response. Retries (classified retryable only) reserve again each attempt.
    */
-  private async call(ctx: { chainId: string; callIndex: number }, planned: PlannedCall): Promise<GenerateResult> {
+  /** Steps the structured-output mode down once (for every chain of the run) and records why. */
+  private stepDownStructured(from: StructuredOutputMode, reason: string, to?: StructuredOutputMode): void {
+    if (this.structuredMode !== from) return; // another chain already stepped down
+    const next = to ?? STRUCTURED_OUTPUT_MODES[STRUCTURED_OUTPUT_MODES.indexOf(from) + 1];
+    if (!next) return;
+    this.structuredMode = next;
+    this.structuredChanges.push({ from, to: next, reason: shortenMessage(reason, 300) });
+  }
+
+  /**
+   * One logical call. A ladder request is sent in the run's current structured-output mode; a
+   * server that rejects the mode makes the run step down (json_schema → json_object → prompt) and
+   * the same call is made again in the next mode, under the same call index (so --resume finds it).
+   */
+  private async call(ctx: { chainId: string; callIndex: number }, planned: PlannedCall): Promise<GenerateResult & { structuredMode?: StructuredOutputMode }> {
     const callIndex = ctx.callIndex++;
+    for (;;) {
+      const rf = planned.kind === "plain" ? planned.req.responseFormat : undefined;
+      const mode = this.structuredMode;
+      // json_schema is the request as it always was (same cache key as runs made before modes existed)
+      const effective: PlannedCall =
+        rf && planned.kind === "plain" && mode !== "json_schema" ? { kind: "plain", req: { ...planned.req, responseFormat: { ...rf, mode } } } : planned;
+      try {
+        const result = await this.callOnce(ctx.chainId, callIndex, effective);
+        return rf ? { ...result, structuredMode: mode } : result;
+      } catch (e) {
+        if (e instanceof StructuredOutputRejected && rf) {
+          this.stepDownStructured(mode, e.message);
+          if (this.structuredMode !== mode) continue;
+        }
+        throw e instanceof StructuredOutputRejected ? e.cause : e;
+      }
+    }
+  }
+
+  private async callOnce(chainId: string, callIndex: number, planned: PlannedCall): Promise<GenerateResult> {
+    const ctx = { chainId };
     const fingerprint =
       planned.kind === "guided"
         ? { g: planned.req.guidance, p: planned.req.positive, n: planned.req.negative, m: planned.req.maxOutputTokens, t: planned.req.temperature, s: planned.req.seed }
@@ -380,17 +516,33 @@ export class ChainGenerator {
           throw new StopSignal("stopping");
         }
         let result: GenerateResult;
+        // One signal per call, linked to the run's: SDKs add an abort listener to the signal they
+        // get, so handing every call the run-wide signal piles up listeners (MaxListenersExceeded).
+        const callAbort = new AbortController();
+        const run = this.o.abortSignal;
+        const forward = () => callAbort.abort(run?.reason);
+        if (run?.aborted) forward();
+        else run?.addEventListener("abort", forward, { once: true });
         try {
           result =
             planned.kind === "guided"
-              ? await this.o.model.generateGuided!({ ...planned.req, abortSignal: this.o.abortSignal })
-              : await this.o.model.generate({ ...planned.req, abortSignal: this.o.abortSignal, timeoutMs: this.o.timeoutMs });
+              ? await this.o.model.generateGuided!({ ...planned.req, abortSignal: callAbort.signal })
+              : await this.o.model.generate({ ...planned.req, abortSignal: callAbort.signal, timeoutMs: this.o.timeoutMs });
+          this.noteConnection(undefined);
         } catch (error) {
+          this.noteConnection(error);
           // Any 2xx answer is charged (worst case when its usage cannot be read); an HTTP error answer
           // and an attempt that never reached the provider are released; a timeout, reset or abort
           // after sending is charged at worst case (src/budget/billing.ts).
           await settleFailure(this.o.ledger, reservation, error);
+          const rfMode = planned.kind === "plain" ? (planned.req.responseFormat?.mode ?? "json_schema") : undefined;
+          if (planned.kind === "plain" && planned.req.responseFormat && rfMode !== "prompt" && isResponseFormatRejection(error)) {
+            // not retried blindly: the caller steps down to the next mode
+            throw new StructuredOutputRejected(`${rfMode} rejected: ${(error as Error).message}`, { cause: error });
+          }
           throw error;
+        } finally {
+          run?.removeEventListener("abort", forward);
         }
         const input = result.usage.inputTokens ?? reservation.inputTokens;
         const output = result.usage.outputTokens ?? reservation.maxOutputTokens;
@@ -420,7 +572,7 @@ export class ChainGenerator {
       },
       this.retryPolicy,
       {
-        signal: this.o.abortSignal,
+        signal: this.halt.signal,
         onRetry: (info) => this.o.onRetry?.({ chainId: ctx.chainId, ...info }),
       },
     );

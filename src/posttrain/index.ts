@@ -1,5 +1,5 @@
 import { ConfigError } from "../errors.ts";
-import { pythonExecutable } from "../config/paths.ts";
+import { pythonExecutable, userPath, userPathOrId } from "../config/paths.ts";
 import { checkPythonSide, runPythonModule, type PythonEvent, type RunPythonResult } from "./python.ts";
 
 export { PYTHON_INSTALL_HINT, checkPythonSide, runPythonModule, type PythonEvent, type RunPythonResult } from "./python.ts";
@@ -94,6 +94,21 @@ export function posttrainArgs(opts: PosttrainOptions): string[] {
   return args;
 }
 
+/**
+ * The options with every path made absolute against the caller's directory (the Python side runs
+ * as a child process and must never guess); model references that are hub ids stay as they are.
+ */
+export function absolutePaths(opts: PosttrainOptions, cwd: string = process.cwd()): PosttrainOptions {
+  return {
+    ...opts,
+    data: userPath(opts.data, cwd),
+    out: userPath(opts.out, cwd),
+    baseModel: userPathOrId(opts.baseModel, cwd),
+    ...(opts.teacher !== undefined ? { teacher: userPathOrId(opts.teacher, cwd) } : {}),
+    ...(opts.evalSts !== undefined ? { evalSts: userPath(opts.evalSts, cwd) } : {}),
+  };
+}
+
 export interface PosttrainHooks {
   python?: string;
   env?: NodeJS.ProcessEnv;
@@ -119,7 +134,7 @@ export async function runPosttrain(opts: PosttrainOptions, hooks: PosttrainHooks
   const result = await runPythonModule({
     python,
     module: "rankchain_posttrain.train",
-    args: posttrainArgs(opts),
+    args: posttrainArgs(absolutePaths(opts)),
     ...(hooks.env ? { env: hooks.env } : {}),
     ...(hooks.onEvent ? { onEvent: hooks.onEvent } : {}),
     ...(hooks.onStderr ? { onStderr: hooks.onStderr } : {}),

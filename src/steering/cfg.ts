@@ -1,5 +1,5 @@
 import type { ChatMessage, GuidedGenerateRequest } from "../llm/types.ts";
-import { loadPromptTemplate, renderTemplate, type PromptTemplate } from "./prompt-templates.ts";
+import { delimit, loadPromptTemplate, renderTemplate, type PromptTemplate } from "./prompt-templates.ts";
 
 /**
  * Logit-level direction control (local models): chain step i rewrites x(i−1) while guidance
@@ -10,7 +10,11 @@ import { loadPromptTemplate, renderTemplate, type PromptTemplate } from "./promp
  * with x(0) = the anchor and x(−1) = the anchor too, so step 1 is plain decoding.
  */
 export const CFG_PROMPT_NAME = "cfg-rewrite";
-export const CFG_PROMPT_VERSION = 1;
+/**
+ * v3 = v1's rewrite with the sentence delimited like the other templates; `--prompt-version 1`
+ * (bare v1) and `2` (a drift instruction, bare) stay selectable.
+ */
+export const CFG_PROMPT_VERSION = 3;
 export const DEFAULT_GUIDANCE = 1.5;
 
 export function cfgTemplate(version: number = CFG_PROMPT_VERSION): PromptTemplate {
@@ -43,7 +47,10 @@ export interface CfgStepInput {
 
 /** The chat messages asking for a rewrite of one sentence. */
 export function cfgRewriteMessages(sentence: string, template: PromptTemplate = cfgTemplate()): ChatMessage[] {
-  return renderTemplate(template, { sentence: sentence.replace(/\s+/g, " ").trim() });
+  const oneLine = sentence.replace(/\s+/g, " ").trim();
+  // a template that puts the sentence between <sentence> tags gets it delimited; bare ones as is
+  const tagged = template.sections.some((s) => s.text.includes("<sentence>{{sentence}}</sentence>"));
+  return renderTemplate(template, { sentence: tagged ? delimit(oneLine) : oneLine });
 }
 
 /**

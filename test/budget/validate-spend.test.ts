@@ -57,6 +57,8 @@ describe("paid validate", () => {
     const cap = genUsd / 4;
     const r = await cli(validateArgs(run, ["--max-usd", String(cap)]));
     expect(r.code, r.stderr).toBe(0);
+    const summary = JSON.parse(r.stdout.trim().split("\n").pop()!);
+    expect(summary).toMatchObject({ status: "completed", exit_code: 0, chains: 3, cap_usd: cap, reason: null });
     const entries = readJsonlFile<Entry>(join(run, "ledger.jsonl"));
     expect(entries.every((e) => e.stage === "generate" || e.stage === "validate")).toBe(true);
     const validateUsd = entries.filter((e) => e.type === "charge" && e.stage === "validate").reduce((s, e) => s + e.usd, 0);
@@ -65,6 +67,7 @@ describe("paid validate", () => {
     const byStage = JSON.parse(readFileSync(join(run, "run.json"), "utf8")).totals.by_stage;
     expect(byStage.generate.usd).toBeCloseTo(genUsd, 9);
     expect(byStage.validate.usd).toBeCloseTo(validateUsd, 9);
+    expect(summary.by_stage.validate.usd).toBeCloseTo(validateUsd, 12);
     // a cap below validate's first batch stops it with exit 3 and the JSON summary
     const again = await generatedRun(2);
     const low = await cli(validateArgs(again, ["--max-usd", "0.0000000001"]));
