@@ -105,6 +105,14 @@ export class InterruptedError extends RankchainError {
 }
 
 /**
+ * A call left waiting on work submitted to the provider (a batch) when the process was aborted:
+ * its reservation stays open and --resume collects the result instead of paying for it again.
+ */
+export class PendingAtProviderError extends InterruptedError {
+  override readonly name: string = "PendingAtProviderError";
+}
+
+/**
  * The provider could not be reached for N consecutive attempts (connection refused or reset,
  * timeouts): the run stopped making calls, saved everything paid for, and exits with code 4;
  * `--resume` continues once the server is back.

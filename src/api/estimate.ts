@@ -31,7 +31,18 @@ export async function estimate(options: EstimateOptions): Promise<EstimateResult
   const table = loadPriceTable(config.prices);
   const price = resolvePrice({ table, provider: config.provider, model: config.model, priceInput: config.priceInput, priceOutput: config.priceOutput, required: false });
   const template = loadPromptTemplate(config.steering === "ladder" ? "ladder" : "stepwise", config.promptVersion);
-  const est = await estimateRunCost({ seeds, provider: config.provider, model: config.model, steering: config.steering, steps: config.steps, maxOutputTokens: config.maxOutputTokens, template, price });
+  const est = await estimateRunCost({
+    seeds,
+    provider: config.provider,
+    model: config.model,
+    steering: config.steering,
+    steps: config.steps,
+    maxOutputTokens: config.maxOutputTokens,
+    template,
+    price,
+    oversample: config.oversample,
+    stepRetries: config.stepRetries,
+  });
   const fitAt = (usd: number | undefined) =>
     config.maxUsd !== undefined && usd !== undefined && usd > 0 ? Math.min(seeds.length, Math.floor((config.maxUsd / usd) * seeds.length)) : undefined;
   return {

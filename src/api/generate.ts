@@ -1,6 +1,7 @@
 import type { z } from "zod";
 import { GenerateConfigSchema, type GenerateConfig } from "../config/run-config.ts";
 import { InterruptedError } from "../errors.ts";
+import type { BatchProgress } from "../generate/batch-model.ts";
 import { runGenerate, type GenerateSummary } from "../generate/run.ts";
 import type { LanguageModel } from "../llm/types.ts";
 import { parseOptions } from "./options.ts";
@@ -12,7 +13,9 @@ export type GenerateProgress =
   | { phase: "start"; total: number; alreadyDone: number; capUsd: number | undefined; spentUsd: number; duplicateSeeds: { line: number; firstLine: number }[] }
   | { phase: "chain"; chainId: string; done: number; total: number; spentUsd: number }
   | { phase: "retry"; chainId: string; attempt: number; delayMs: number; error: unknown }
-  | { phase: "chain-failed"; chainId: string; line: number; error: unknown };
+  | { phase: "chain-failed"; chainId: string; line: number; error: unknown }
+  | { phase: "batch-submit"; id: string; requests: number }
+  | ({ phase: "batch-progress" } & BatchProgress);
 
 export interface GenerateOptions extends Omit<GenerateSettings, "provider" | "model"> {
   provider?: GenerateSettings["provider"];
@@ -60,6 +63,8 @@ export async function generate(options: GenerateOptions): Promise<GenerateSummar
       onChainDone: (i) => onProgress?.({ phase: "chain", chainId: i.record.id, done: i.done, total: i.total, spentUsd: i.spentUsd }),
       onRetry: (i) => onProgress?.({ phase: "retry", chainId: i.chainId, attempt: i.attempt, delayMs: i.delayMs, error: i.error }),
       onChainFailed: (i) => onProgress?.({ phase: "chain-failed", chainId: i.id, line: i.line, error: i.error }),
+      onBatchSubmit: (i) => onProgress?.({ phase: "batch-submit", id: i.id, requests: i.requests }),
+      onBatchProgress: (p) => onProgress?.({ phase: "batch-progress", ...p }),
     });
   } finally {
     signal?.removeEventListener("abort", stopNew);
