@@ -6,7 +6,8 @@
 # it is stopped. Prints the connection URL on stdout (also written to $ROOT/url).
 #   scripts/setup-postgres.sh          install if needed, init, start; print the URL
 #   scripts/setup-postgres.sh stop     stop the cluster
-# RANKCHAIN_PG_ROOT (default test/.tmp/postgres) holds data/, sock/, log, port and url.
+# RANKCHAIN_PG_ROOT (default test/.tmp/postgres; /tmp/rankchain-postgres-<hash> when run as root
+# from a directory the postgres user cannot enter) holds data/, sock/, log, port and url.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=${RANKCHAIN_PG_ROOT:-$PWD/test/.tmp/postgres}
@@ -26,7 +27,11 @@ fi
 if [ "$(id -u)" -eq 0 ]; then
   RUNAS=postgres
   id "$RUNAS" >/dev/null 2>&1 || useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin "$RUNAS"
-  as_user() { runuser -u "$RUNAS" -- "$@"; }
+  as_user() { (cd / && runuser -u "$RUNAS" -- "$@"); }
+  # a clone under a private home (e.g. /root, mode 700) is out of the postgres user's reach
+  if [ -z "${RANKCHAIN_PG_ROOT:-}" ] && ! as_user test -x "$PWD"; then
+    ROOT=/tmp/rankchain-postgres-$(printf '%s' "$PWD" | md5sum | cut -c1-8)
+  fi
 else
   RUNAS=$(id -un)
   as_user() { "$@"; }

@@ -214,6 +214,12 @@ export interface LedgerOptions {
    * being charged at their worst case.
    */
   keepOpen?: (key: string) => boolean;
+  /**
+   * Default true: under a cap, the first call to a model goes out alone (see reserve). Batch mode
+   * turns it off: there the first call alone would cost a whole batch turnaround (up to 24 h), and
+   * the batch providers' usage is what our counts predict.
+   */
+  firstCallAlone?: boolean;
 }
 
 export class BudgetLedger implements Ledger {
@@ -225,6 +231,7 @@ export class BudgetLedger implements Ledger {
   private settleWaiters: Array<() => void> = [];
   private readonly now: () => Date;
   readonly capStage: string | undefined;
+  private readonly firstCallAlone: boolean;
 
   private constructor(
     readonly capUsd: number | undefined,
@@ -233,6 +240,7 @@ export class BudgetLedger implements Ledger {
   ) {
     this.now = options.now ?? (() => new Date());
     this.capStage = options.capStage;
+    this.firstCallAlone = options.firstCallAlone ?? true;
   }
 
   /** A ledger with no file (estimates, tests). */
@@ -347,7 +355,7 @@ export class BudgetLedger implements Ledger {
       // Under a cap, the first call to a model goes out alone: until one answer with reported usage
       // has been seen, nothing is known about what the model bills beyond our count, so at most one
       // call can be over-billed before the ledger learns the ratio.
-      if (this.capUsd !== undefined && request.wait !== false && !this.books.learned.has(request.model) && this.openFor(request.model) > 0) {
+      if (this.firstCallAlone && this.capUsd !== undefined && request.wait !== false && !this.books.learned.has(request.model) && this.openFor(request.model) > 0) {
         await this.waitForSettle(request.signal);
         continue;
       }

@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS rankchain_reservations (
   lease_until timestamptz NOT NULL,
   PRIMARY KEY (budget_id, id)
 );
+ALTER TABLE rankchain_reservations ADD COLUMN IF NOT EXISTS call_key text;
 CREATE INDEX IF NOT EXISTS rankchain_reservations_lease ON rankchain_reservations (budget_id, lease_until);
 CREATE TABLE IF NOT EXISTS rankchain_ledger_entries (
   seq bigserial PRIMARY KEY,
@@ -87,6 +88,13 @@ export interface PgLedgerOptions {
   poolSize?: number;
   /** false: the budget must already exist (budget show/settle never create one). Default true. */
   create?: boolean;
+  /**
+   * Open reservations whose call key this returns true for are still pending at the provider (a
+   * submitted batch): this process takes them over (owner, lease) for `adopt(key)` instead of
+   * reserving again. Batch mode also gives its reservations a lease as long as the batch window,
+   * so a killed batch process's reservations wait for its --resume.
+   */
+  keepOpen?: (key: string) => boolean;
 }
 
 export interface BudgetSummary {
@@ -166,14 +174,57 @@ export class PgLedger implements Ledger {
       await pool.end().catch(() => undefined);
       throw new ConfigError(`cannot open the PostgreSQL ledger (${redactUrl(o.url)}): ${(e as Error).message}`, { cause: e });
     }
-    const local = o.mirrorPath ? await BudgetLedger.open(o.mirrorPath, undefined) : BudgetLedger.inMemory();
+    const local = o.mirrorPath ? await BudgetLedger.open(o.mirrorPath, undefined, { ...(o.keepOpen ? { keepOpen: o.keepOpen } : {}) }) : BudgetLedger.inMemory();
     const ledger = new PgLedger(pool, o.budgetId, o.capUsd, local, o.leaseMs ?? 60_000);
+    if (o.keepOpen) await ledger.takeOver(o.keepOpen);
     ledger.settledOnOpen = await ledger.settleExpired(false);
     await ledger.refresh();
     ledger.capUsd = ledger.snapshot?.cap_usd ?? undefined;
     ledger.heartbeat = setInterval(() => void ledger.renew().catch(() => undefined), Math.max(50, ledger.leaseMs / 3));
     ledger.heartbeat.unref();
     return ledger;
+  }
+
+  private readonly adoptable = new Map<string, Reservation>();
+
+  /** Takes over open reservations of calls still pending at the provider (see keepOpen). */
+  private async takeOver(keepOpen: (key: string) => boolean): Promise<void> {
+    const r = await this.pool.query<{ id: string; call_key: string; usd: number; stage: string; model: string; chain_id: string | null; input_tokens: number; max_output_tokens: number }>(
+      `SELECT id, call_key, usd, stage, model, chain_id, input_tokens, max_output_tokens FROM rankchain_reservations WHERE budget_id = $1 AND call_key IS NOT NULL`,
+      [this.budgetId],
+    );
+    for (const row of r.rows) {
+      if (!keepOpen(row.call_key)) continue;
+      const taken = await this.pool.query(
+        `UPDATE rankchain_reservations SET owner = $3, lease_until = now() + make_interval(secs => $4) WHERE budget_id = $1 AND id = $2`,
+        [this.budgetId, row.id, this.owner, this.leaseMs / 1000],
+      );
+      if (taken.rowCount !== 1) continue;
+      const reservation: Reservation = {
+        id: row.id,
+        usd: row.usd,
+        stage: row.stage,
+        model: row.model,
+        chainId: row.chain_id ?? undefined,
+        countedInputTokens: row.input_tokens,
+        inputTokens: row.input_tokens,
+        maxOutputTokens: row.max_output_tokens,
+        price: undefined,
+      };
+      this.open.set(row.id, reservation);
+      this.adoptable.set(row.call_key, reservation);
+    }
+  }
+
+  adopt(key: string, price: ModelPrice | undefined): Reservation | undefined {
+    const kept = this.adoptable.get(key);
+    if (!kept) return undefined;
+    this.adoptable.delete(key);
+    const reservation: Reservation = { ...kept, price };
+    this.open.set(kept.id, reservation);
+    const local = this.local.adopt(key, price);
+    if (local) this.localOf.set(kept.id, local);
+    return reservation;
   }
 
   private async refresh(): Promise<void> {
@@ -264,10 +315,10 @@ export class PgLedger implements Ledger {
            WHERE budget_id = $1 AND (cap_usd IS NULL OR spent_usd + reserved_usd + $3 <= cap_usd + 1e-12)
            RETURNING *),
          i AS (
-           INSERT INTO rankchain_reservations (budget_id, id, owner, usd, stage, model, chain_id, input_tokens, max_output_tokens, lease_until)
-           SELECT $1, $2, $4, $3, $5, $6, $7, $8, $9, now() + make_interval(secs => $10) FROM b)
+           INSERT INTO rankchain_reservations (budget_id, id, owner, usd, stage, model, chain_id, input_tokens, max_output_tokens, lease_until, call_key)
+           SELECT $1, $2, $4, $3, $5, $6, $7, $8, $9, now() + make_interval(secs => $10), $11 FROM b)
          SELECT * FROM b`,
-        [this.budgetId, id, plan.usd, this.owner, request.stage, request.model, request.chainId ?? null, plan.inputTokens, plan.maxOutputTokens, this.leaseMs / 1000],
+        [this.budgetId, id, plan.usd, this.owner, request.stage, request.model, request.chainId ?? null, plan.inputTokens, plan.maxOutputTokens, this.leaseMs / 1000, request.key ?? null],
       );
       if (r.rows[0]) {
         this.snapshot = r.rows[0];

@@ -128,10 +128,21 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
   const model: LanguageModel = batchModel ?? online;
   const pendingAtProvider = batchModel?.pendingKeys();
   const ledger: Ledger = config.ledger
-    ? await PgLedger.open({ url: config.ledger, budgetId: config.budgetId, capUsd: config.maxUsd, mirrorPath: join(config.out, RUN_FILES.ledger) })
+    ? await PgLedger.open({
+        url: config.ledger,
+        budgetId: config.budgetId,
+        capUsd: config.maxUsd,
+        mirrorPath: join(config.out, RUN_FILES.ledger),
+        // a batch's requests stay reserved while the provider holds them (the 24 h window), so a
+        // killed batch process's reservations wait for its --resume instead of being settled
+        ...(config.mode === "batch"
+          ? { leaseMs: 25 * 3600_000, keepOpen: (key: string) => pendingAtProvider !== undefined && pendingAtProvider.has(key) && !state.responses.has(key) }
+          : {}),
+      })
     : await BudgetLedger.open(join(config.out, RUN_FILES.ledger), config.maxUsd, {
         // calls an earlier process submitted in a batch still running keep their reservation
         keepOpen: (key) => pendingAtProvider !== undefined && pendingAtProvider.has(key) && !state.responses.has(key),
+        ...(config.mode === "batch" ? { firstCallAlone: false } : {}),
       });
   const { chains, responses } = await openAppenders(config.out);
 

@@ -158,4 +158,43 @@ describe.skipIf(!url)(`PostgreSQL ledger${url ? "" : ` (skipped: ${reason})`}`, 
       await server.close();
     }
   });
+
+  it("--mode batch with the shared ledger: kill -9 while polling, --resume adopts the pending batch's reservations (nothing charged twice)", async () => {
+    const KEY = "sk-test-pgbatch-0123456789abcdefghijkl";
+    const server = await startOpenAIServer({ apiKey: KEY });
+    try {
+      server.batchEndpoints.behavior = () => ({ pollsBeforeEnd: 1_000_000 });
+      const id = budgetName("batch");
+      const dir = tmpDir();
+      const out = join(dir, "run");
+      const bin = join(PROJECT_ROOT, "bin/rankchain.js");
+      const args = [bin, "generate", "--input", writeSeeds(dir, SEEDS.slice(0, 3)), "--out", out, "--provider", "openai", "--model", "gpt-4o-mini", "--base-url", server.baseURL, "--steps", "2", "--mode", "batch", "--poll-seconds", "0.02", "--max-usd", "1", "--ledger", url!, "--budget-id", id, "--quiet"];
+      const p = run(args, { OPENAI_API_KEY: KEY });
+      for (let i = 0; i < 600 && (server.batchEndpoints.batches[0]?.polls ?? 0) < 3; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(server.batchEndpoints.batches).toHaveLength(1);
+      p.kill("SIGKILL");
+      await p.done;
+      const held = await row(id);
+      expect(held.reserved_usd).toBeGreaterThan(0);
+      // another process of the fleet opening the budget leaves them alone (their lease is the batch window)
+      const other = await PgLedger.open({ url: url!, budgetId: id, capUsd: undefined });
+      expect(other.settledOnOpen.settled).toBe(0);
+      await other.close();
+      server.batchEndpoints.batches[0]!.behavior.pollsBeforeEnd = 0;
+      server.batchEndpoints.behavior = () => ({});
+      const r = await run([...args, "--resume"], { OPENAI_API_KEY: KEY }).done;
+      expect(r.code, r.stderr).toBe(0);
+      expect(server.batchEndpoints.batches).toHaveLength(2);
+      expect(server.batchEndpoints.batches[0]!.ran).toBe(3);
+      const s = await row(id);
+      expect(s.reserved_usd).toBeCloseTo(0, 12);
+      expect(Number(s.calls)).toBe(6);
+      const charges = readJsonlFile(join(out, "ledger.jsonl")).filter((e) => e.type === "charge");
+      expect(charges).toHaveLength(6);
+      expect(charges.every((c) => !c.estimated)).toBe(true);
+      expect(s.spent_usd).toBeCloseTo(charges.reduce((a, c) => a + c.usd, 0), 12);
+    } finally {
+      await server.close();
+    }
+  });
 });
