@@ -1,9 +1,8 @@
 import { Command, Option } from "commander";
-import { GenerateConfigSchema, type GenerateConfig } from "../config/run-config.ts";
-import { runGenerate } from "../generate/run.ts";
+import type { GenerateConfig } from "../config/run-config.ts";
+import { generate, resolveGenerateConfig, type GenerateOptions } from "../api/generate.ts";
 import { createChainProgress, type ChainProgress } from "./progress.ts";
 import { action, numberOption } from "./run-command.ts";
-import { parseWithSchema } from "./options.ts";
 import { printRunSummary } from "./summary.ts";
 
 export function addGenerationOptions(cmd: Command): Command {
@@ -61,15 +60,15 @@ shorter than --min-steps. Keys: OPENAI_API_KEY, ANTHROPIC_API_KEY, OPENAI_BASE_U
     )
     .action(
       action(async (opts: Record<string, unknown>) => {
-        const steering = (opts.steering as string) ?? "stepwise";
+        // validated here too (before any signal handler), as the library's generate() does
+        const settings = {
+          ...(opts as unknown as GenerateOptions),
+          ledger: (opts.ledger as string | undefined) ?? (process.env.RANKCHAIN_LEDGER || undefined),
+          timeoutMs: opts.timeout as number | undefined,
+        };
         let config: GenerateConfig;
         try {
-          config = parseWithSchema(GenerateConfigSchema, {
-            ...opts,
-            maxOutputTokens: opts.maxOutputTokens ?? (steering === "ladder" ? 100 * Number(opts.steps ?? 8) : 100),
-            ledger: opts.ledger ?? (process.env.RANKCHAIN_LEDGER || undefined),
-            timeoutMs: opts.timeout,
-          });
+          config = resolveGenerateConfig(settings);
         } catch (error) {
           printRunSummary(String(opts.out ?? ""), { error, capUsd: typeof opts.maxUsd === "number" ? opts.maxUsd : undefined });
           throw error;
@@ -89,24 +88,26 @@ shorter than --min-steps. Keys: OPENAI_API_KEY, ANTHROPIC_API_KEY, OPENAI_BASE_U
         let progress: ChainProgress | undefined;
         let lastBatchLine = "";
         try {
-          const summary = await runGenerate(config, {
+          const summary = await generate({
+            ...settings,
             drainSignal: drain.signal,
-            abortSignal: abort.signal,
-            onStart: ({ total, alreadyDone, capUsd, seedFile }) => {
-              if (seedFile.duplicates.length > 0) {
-                const shown = seedFile.duplicates.slice(0, 5).map((d) => `line ${d.line} = line ${d.firstLine}`).join(", ");
-                process.stderr.write(`note: ${seedFile.duplicates.length} duplicate seed(s) skipped (${shown}${seedFile.duplicates.length > 5 ? ", ..." : ""})\n`);
+            signal: abort.signal,
+            onProgress: (e) => {
+              if (e.phase === "start") {
+                const dups = e.duplicateSeeds;
+                if (dups.length > 0) {
+                  const shown = dups.slice(0, 5).map((d) => `line ${d.line} = line ${d.firstLine}`).join(", ");
+                  process.stderr.write(`note: ${dups.length} duplicate seed(s) skipped (${shown}${dups.length > 5 ? ", ..." : ""})\n`);
+                }
+                progress = createChainProgress({ total: e.total, initial: e.alreadyDone, capUsd: e.capUsd, quiet: config.quiet });
+              } else if (e.phase === "chain") progress?.tick(e.done, e.spentUsd);
+              else if (e.phase === "batch-submit") {
+                if (!config.quiet) process.stderr.write(`\nbatch ${e.id}: submitted ${e.requests} request(s); polling every ${config.pollSeconds} s\n`);
+              } else if (e.phase === "batch-progress") {
+                const line = `batch ${e.id}: ${e.status.raw}, ${e.status.succeeded + e.status.failed}/${e.status.total} done (${e.status.failed} failed)`;
+                if (!config.quiet && line !== lastBatchLine) process.stderr.write(line + "\n");
+                lastBatchLine = line;
               }
-              progress = createChainProgress({ total, initial: alreadyDone, capUsd, quiet: config.quiet });
-            },
-            onChainDone: ({ done, spentUsd }) => progress?.tick(done, spentUsd),
-            onBatchSubmit: ({ id, requests }) => {
-              if (!config.quiet) process.stderr.write(`\nbatch ${id}: submitted ${requests} request(s); polling every ${config.pollSeconds} s\n`);
-            },
-            onBatchProgress: ({ id, status }) => {
-              const line = `batch ${id}: ${status.raw}, ${status.succeeded + status.failed}/${status.total} done (${status.failed} failed)`;
-              if (!config.quiet && line !== lastBatchLine) process.stderr.write(line + "\n");
-              lastBatchLine = line;
             },
           });
           progress?.stop();

@@ -9,8 +9,7 @@ import { DEFAULT_GATE_THRESHOLDS, HARD_KINDS, POLICIES, SOFT_KINDS, validateRun,
 import { action, numberOption, UsageError } from "./run-command.ts";
 import { exitCodeFor } from "./exit-codes.ts";
 import type { LedgerTotals } from "../budget/types.ts";
-import { readJsonObjectIfPresent } from "../store/json-file.ts";
-import { writeFileSync, renameSync } from "node:fs";
+import { recordStageSpend } from "../api/validate.ts";
 
 interface ValidateFlags {
   embedder?: string;
@@ -196,16 +195,4 @@ function validateExitSummary(dir: string, error: unknown, totals: LedgerTotals |
     cap_usd: capUsd ?? null,
     reason: error instanceof Error ? error.message : String(error),
   };
-}
-
-/** run.json's totals.by_stage follow the ledger after a paid validate (totals.usd stays generation's spend). */
-function recordStageSpend(dir: string, totals: LedgerTotals): void {
-  const path = join(dir, "run.json");
-  const run = readJsonObjectIfPresent(path);
-  if (!run || typeof run.totals !== "object" || run.totals === null) return;
-  const byStage = Object.fromEntries(Object.entries(totals.byStage).map(([k, v]) => [k, { ...v, usd: Math.round(v.usd * 1e9) / 1e9 }]));
-  const next = { ...run, totals: { ...(run.totals as Record<string, unknown>), by_stage: byStage } };
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(next, null, 2) + "\n");
-  renameSync(tmp, path);
 }
