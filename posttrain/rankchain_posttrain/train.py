@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto = bf16 (or fp16) autocast on CUDA, fp32 on CPU")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
-    p.add_argument("--lr", type=float, default=3e-6)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 3e-6; 2e-5 with --cross-encoder)")
     p.add_argument("--warmup-ratio", type=float, default=0.1)
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--max-grad-norm", type=float, default=1.0)
@@ -78,10 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last")
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--no-export", action="store_true", help="skip the ONNX export at the end")
+    p.add_argument("--cross-encoder", action="store_true",
+                   help="train a cross-encoder (one-label head on --base-model) on chain pairs with graded targets instead of an embedder")
     return p
 
 
 def check_args(args: argparse.Namespace) -> None:
+    if args.lr is None:  # the default depends on what is trained
+        args.lr = 2e-5 if getattr(args, "cross_encoder", False) else 3e-6
     def positive(name: str, v: float | int | None, integer: bool = False) -> None:
         if v is None:
             return
@@ -460,7 +464,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     progress = Progress()
     try:
-        train(args, progress)
+        if args.cross_encoder:
+            from .cross_encoder import train_cross_encoder
+
+            check_args(args)
+            train_cross_encoder(args, progress)
+        else:
+            train(args, progress)
     except PosttrainError as e:
         progress.emit("error", message=str(e), exit_code=e.exit_code, kind=type(e).__name__)
         sys.stderr.write(f"rankchain_posttrain.train: {e}\n")
