@@ -9,6 +9,8 @@ import { registerReport } from "./report.ts";
 import { registerModels } from "./models.ts";
 import { registerPosttrain } from "./posttrain.ts";
 import { registerEval } from "./eval.ts";
+import { registerSeeds } from "./seeds.ts";
+import { registerMine } from "./mine.ts";
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -21,6 +23,7 @@ const program = new Command()
   .showHelpAfterError()
   .exitOverride();
 
+registerSeeds(program);
 registerGenerate(program);
 registerEstimate(program);
 registerValidate(program);
@@ -28,6 +31,7 @@ registerReport(program);
 registerModels(program);
 registerPosttrain(program);
 registerEval(program);
+registerMine(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,6 +1,7 @@
 import OpenAI, { APIError } from "openai";
 import { getEncoding, type Tiktoken } from "js-tiktoken";
-import type { BudgetLedger, Reservation } from "../budget/ledger.ts";
+import type { Ledger, LedgerStage, Reservation } from "../budget/types.ts";
+import { settleFailure } from "../budget/billing.ts";
 import { loadApiKey, redactSecrets } from "../config/env.ts";
 import { costUsd, DEFAULT_PRICES, resolvePrice, type ModelPrice, type PriceTable } from "../config/prices.ts";
 import { ConfigError, ProviderCallError, RankchainError } from "../errors.ts";
@@ -21,7 +22,9 @@ export interface OpenAIEmbedderOptions {
   /** Default: $OPENAI_BASE_URL, else the SDK's default. */
   baseURL?: string;
   fetch?: typeof fetch;
-  ledger?: BudgetLedger;
+  ledger?: Ledger;
+  /** Ledger stage of the spend (default "validate"). */
+  stage?: LedgerStage;
   /** USD per million tokens; default: the price table entry for openai/<model>. */
   price?: ModelPrice;
   priceTable?: PriceTable;
@@ -61,6 +64,7 @@ export class OpenAIEmbedder implements Embedder {
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly apiKey: string;
   private disposed = false;
+  private readonly officialApi: boolean;
 
   constructor(private readonly opts: OpenAIEmbedderOptions) {
     this.apiKey = loadApiKey({ apiKey: opts.apiKey, envVar: "OPENAI_API_KEY", option: "an apiKey option", provider: "the OpenAI embedder" });
@@ -72,6 +76,7 @@ export class OpenAIEmbedder implements Embedder {
       maxRetries: 0,
       ...(opts.timeoutMs !== undefined ? { timeout: opts.timeoutMs } : {}),
     });
+    this.officialApi = /^https:\/\/api\.openai\.com(\/|$)/.test(this.client.baseURL);
     this.price = opts.price ?? resolvePrice({
       table: opts.priceTable ?? DEFAULT_PRICES,
       provider: "openai",
@@ -137,10 +142,13 @@ export class OpenAIEmbedder implements Embedder {
     for (let attempt = 0; ; attempt++) {
       const reservation: Reservation | undefined = this.opts.ledger
         ? await this.opts.ledger.reserve({
-            usd: this.price ? costUsd(this.price, countedTokens, 0) : 0,
+            stage: this.opts.stage ?? "validate",
+            model: `openai/${this.opts.model}`,
             inputTokens: countedTokens,
             maxOutputTokens: 0,
-            model: this.opts.model,
+            // cl100k counts what OpenAI bills; another server behind the base URL may tokenize differently
+            count: this.officialApi ? "exact" : "estimate",
+            price: this.price,
           })
         : undefined;
       let res: OpenAI.CreateEmbeddingResponse;
@@ -156,30 +164,20 @@ export class OpenAIEmbedder implements Embedder {
           .withResponse());
       } catch (e) {
         const err = this.toProviderError(e);
-        if (reservation) {
-          if (err.status !== undefined) await this.opts.ledger!.release(reservation, `HTTP ${err.status}`);
-          else
-            await this.opts.ledger!.charge(reservation, {
-              usd: reservation.usd,
-              inputTokens: countedTokens,
-              outputTokens: 0,
-              estimated: true,
-              note: "no answer from the provider; charged the reserved worst case",
-            });
-        }
+        // a 2xx that did not parse is charged; HTTP errors and never-sent attempts are released
+        if (reservation) await settleFailure(this.opts.ledger!, reservation, err);
         if (!err.isRetryable || attempt >= this.maxRetries) throw err;
         await this.sleep(err.retryAfterMs ?? Math.min(60_000, 500 * 2 ** attempt * (1 + Math.random() * 0.25)));
         continue;
       }
       const reported = res.usage?.prompt_tokens;
       if (reservation) {
-        const tokens = typeof reported === "number" ? reported : countedTokens;
+        const tokens = typeof reported === "number" ? reported : reservation.inputTokens;
         await this.opts.ledger!.charge(reservation, {
-          usd: this.price ? costUsd(this.price, tokens, 0) : 0,
           inputTokens: tokens,
           outputTokens: 0,
           requestId: requestId ?? undefined,
-          ...(typeof reported === "number" ? {} : { estimated: true, note: "no usage in the response; charged the counted tokens" }),
+          ...(typeof reported === "number" ? {} : { estimated: true, note: "no usage in the response; charged the reserved worst case" }),
         });
       }
       return toVectors(res.data, input.length, this.opts.model);

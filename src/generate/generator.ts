@@ -1,6 +1,7 @@
 import { BudgetExceededError, ProviderCallError, RankchainError, RetryError } from "../errors.ts";
-import type { BudgetLedger } from "../budget/ledger.ts";
-import { costUsd, type ModelPrice } from "../config/prices.ts";
+import type { Ledger } from "../budget/types.ts";
+import { countQuality, settleFailure } from "../budget/billing.ts";
+import type { ModelPrice } from "../config/prices.ts";
 import type {
   CallWarning,
   GenerateRequest,
@@ -45,7 +46,7 @@ export interface GeneratorOptions {
   concurrency: number;
   /** undefined only when no cap is set and the price is unknown: spend then counts tokens only. */
   price: ModelPrice | undefined;
-  ledger: BudgetLedger;
+  ledger: Ledger;
   chainsOut: JsonlAppender;
   responsesOut: JsonlAppender;
   /** Responses paid for by an earlier process (resume). */
@@ -314,14 +315,22 @@ export class ChainGenerator {
         const counted = await this.o.model.countInputTokens(messages, {
           responseFormat: planned.kind === "plain" ? planned.req.responseFormat : undefined,
         });
-        const worst = this.o.price ? costUsd(this.o.price, counted.tokens, maxOut) : 0;
+        // Waits for calls in flight to settle when the worst case does not fit yet; throws
+        // BudgetExceededError only when nothing is in flight and it still does not fit.
         const reservation = await this.o.ledger.reserve({
-          usd: worst,
+          stage: "generate",
+          model: `${this.o.model.provider}/${this.o.model.modelId}`,
           chainId: ctx.chainId,
           inputTokens: counted.tokens,
           maxOutputTokens: maxOut,
-          model: `${this.o.model.provider}/${this.o.model.modelId}`,
+          count: countQuality(counted),
+          price: this.o.price,
+          signal: this.o.abortSignal,
         });
+        if (this.stopping) {
+          await this.o.ledger.release(reservation, "run stopping; not sent");
+          throw new StopSignal("stopping");
+        }
         let result: GenerateResult;
         try {
           result =
@@ -329,23 +338,14 @@ export class ChainGenerator {
               ? await this.o.model.generateGuided!({ ...planned.req, abortSignal: this.o.abortSignal })
               : await this.o.model.generate({ ...planned.req, abortSignal: this.o.abortSignal, timeoutMs: this.o.timeoutMs });
         } catch (error) {
-          // An HTTP error answer is not billed. A timeout, reset or abort may have been processed:
-          // charge its worst case so the ledger never under-counts.
-          if (error instanceof ProviderCallError && error.status !== undefined) {
-            await this.o.ledger.release(reservation, `HTTP ${error.status}`);
-          } else {
-            await this.o.ledger.charge(reservation, {
-              usd: worst,
-              inputTokens: counted.tokens,
-              outputTokens: maxOut,
-              estimated: true,
-              note: `no answer (${error instanceof Error ? error.message.slice(0, 120) : "unknown"}); charged at worst case`,
-            });
-          }
+          // Any 2xx answer is charged (worst case when its usage cannot be read); an HTTP error answer
+          // and an attempt that never reached the provider are released; a timeout, reset or abort
+          // after sending is charged at worst case (src/budget/billing.ts).
+          await settleFailure(this.o.ledger, reservation, error);
           throw error;
         }
-        const input = result.usage.inputTokens ?? counted.tokens;
-        const output = result.usage.outputTokens ?? maxOut;
+        const input = result.usage.inputTokens ?? reservation.inputTokens;
+        const output = result.usage.outputTokens ?? reservation.maxOutputTokens;
         const estimated = result.usage.inputTokens === undefined || result.usage.outputTokens === undefined;
         for (const w of result.warnings) this.warnings.set(JSON.stringify(w), w);
         // The response is saved before the charge: a kill between the two leaves a saved response
@@ -362,12 +362,11 @@ export class ChainGenerator {
           ts: (this.o.now ?? (() => new Date()))().toISOString(),
         } satisfies CachedResponse);
         await this.o.ledger.charge(reservation, {
-          usd: this.o.price ? costUsd(this.o.price, input, output, result.usage.cachedInputTokens ?? 0) : 0,
           inputTokens: input,
           outputTokens: output,
           cachedInputTokens: result.usage.cachedInputTokens,
           requestId: result.requestId,
-          ...(estimated ? { estimated: true, note: "provider did not report usage; counted or worst case" } : {}),
+          ...(estimated ? { estimated: true, note: "provider did not report usage; charged the reserved worst case" } : {}),
         });
         return result;
       },

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
 import { BudgetLedger } from "../budget/ledger.ts";
+import type { StageTotals } from "../budget/types.ts";
 import { BudgetExceededError, InterruptedError, RankchainError } from "../errors.ts";
 import { loadPriceTable, resolvePrice, type ModelPrice } from "../config/prices.ts";
 import { PROJECT_ROOT } from "../config/paths.ts";
@@ -120,6 +121,9 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
         input_tokens: t.inputTokens,
         output_tokens: t.outputTokens,
         calls: t.calls,
+        released_attempts: t.released,
+        over_billed: { calls: t.overBilled.calls, usd: Math.round(t.overBilled.usd * 1e9) / 1e9 },
+        by_stage: roundStages(t.byStage),
         cached_responses_reused: reused,
         elapsed_s: Math.round((Date.now() - started) / 100) / 10,
       },
@@ -206,4 +210,8 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     );
   }
   return { out: config.out, status, manifest: final, chainsWrittenNow: outcome.written.length };
+}
+
+function roundStages(stages: Record<string, StageTotals>): Record<string, StageTotals> {
+  return Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, { ...v, usd: Math.round(v.usd * 1e9) / 1e9 }]));
 }

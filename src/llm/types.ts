@@ -83,6 +83,12 @@ export interface TokenCount {
   /** true when counted with the model's own tokenizer or the provider's counting endpoint. */
   exact: boolean;
   method: string;
+  /**
+   * For the budget margin: "exact" (the model's tokenizer or the server's tokenize endpoint),
+   * "bound" (never below the billed count), "estimate" (may be below it: Anthropic's count
+   * endpoint, tiktoken for an unknown model). Absent: derived from `exact` and `method`.
+   */
+  quality?: "exact" | "bound" | "estimate" | undefined;
 }
 
 export interface ModelCapabilities {

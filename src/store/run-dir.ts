@@ -34,6 +34,12 @@ export const RunTotalsSchema = z.object({
   input_tokens: z.number(),
   output_tokens: z.number(),
   calls: z.number(),
+  /** Attempts released without a charge (HTTP errors, never sent); absent in older runs. */
+  released_attempts: z.number().optional(),
+  /** Charges above their reservation (the provider billed more than was counted). */
+  over_billed: z.object({ calls: z.number(), usd: z.number() }).optional(),
+  /** Spend per ledger stage (generate, validate, …) over the whole run directory. */
+  by_stage: z.record(z.string(), z.object({ usd: z.number(), inputTokens: z.number(), outputTokens: z.number(), calls: z.number() })).optional(),
   cached_responses_reused: z.number(),
   elapsed_s: z.number(),
 });

@@ -20,6 +20,7 @@ import type {
   TokenCount,
 } from "../types.ts";
 import { openAIChatResponseSchema } from "./openai-api.ts";
+import { ServerTokenizer } from "./server-tokenize.ts";
 import { convertOpenAIUsage } from "./convert-openai-usage.ts";
 import { mapOpenAIFinishReason } from "./map-openai-finish-reason.ts";
 import {
@@ -50,11 +51,23 @@ export class OpenAIChatModel implements LanguageModel {
   readonly modelId: string;
   readonly capabilities: ModelCapabilities;
   private cached: { key: string; client: OpenAI } | undefined;
+  /** OpenAI-compatible servers: their own tokenize endpoint, detected on first count. */
+  private readonly serverTokenizer: ServerTokenizer | undefined;
 
   constructor(private readonly config: OpenAIChatModelConfig) {
     this.provider = config.provider;
     this.modelId = config.model;
     this.capabilities = { guidance: false, structuredOutput: true, paid: true };
+    this.serverTokenizer =
+      config.dialect === "compatible" && config.baseURL !== undefined
+        ? new ServerTokenizer(config.baseURL, config.model, {
+            fetch: config.fetch,
+            apiKey: () => {
+              const k = config.resolveApiKey();
+              return k === NO_KEY_PLACEHOLDER ? undefined : k;
+            },
+          })
+        : undefined;
   }
 
   /** The SDK client for the current key (rebuilt if the key changed). */
@@ -129,7 +142,9 @@ export class OpenAIChatModel implements LanguageModel {
     options?: { responseFormat?: JsonResponseFormat | undefined },
   ): Promise<TokenCount> {
     if (this.config.dialect === "openai") return countOpenAIChatTokens(this.modelId, messages, options);
-    return { tokens: conservativeTokenBound(messages, options), exact: false, method: CONSERVATIVE_METHOD };
+    const counted = await this.serverTokenizer?.count(messages);
+    if (counted) return counted;
+    return { tokens: conservativeTokenBound(messages, options), exact: false, method: CONSERVATIVE_METHOD, quality: "bound" };
   }
 }
 
