@@ -88,7 +88,7 @@ export function registerValidate(program: Command): void {
     .option("--judge-provider <p>", "LLM judge provider: openai | anthropic | openai-compatible | local", providerOption, "local")
     .option("--judge-model <m>", "LLM judge model (local: registry name or GGUF path)")
     .option("--judge-base-url <url>", "LLM judge base URL (openai-compatible)")
-    .option("--judge-max-usd <x>", "hard cap of the LLM judge's own spend (judge-ledger.jsonl); when reached the cheaper verdicts stand", numberOption("--judge-max-usd", { min: 0 }))
+    .option("--judge-max-usd <x>", "hard cap of the LLM judge's own spend (stage \"judge\" of the run's ledger.jsonl); when reached the cheaper verdicts stand", numberOption("--judge-max-usd", { min: 0 }))
     .option("--judge-min-kendall <t>", `a judge calls a chain in order at Kendall tau >= t (default ${DEFAULT_JUDGE_THRESHOLDS.minKendall})`, numberOption("--judge-min-kendall", { min: -1, max: 1 }))
     .option("--judge-margin <m>", `cascade: escalate when the cross-encoder's Kendall is within m of the threshold (default ${DEFAULT_JUDGE_THRESHOLDS.margin})`, numberOption("--judge-margin", { min: 0, max: 2 }))
     .option("--judge-window <n>", "LLM listwise window (default 20)", numberOption("--judge-window", { int: true, min: 2 }))
@@ -193,7 +193,7 @@ async function runJudges(dir: string, mode: Exclude<JudgeMode, "embedder">, opts
           model: opts.judgeModel ?? (opts.judgeProvider === "local" ? "default" : ""),
           baseUrl: opts.judgeBaseUrl,
           maxUsd: opts.judgeMaxUsd,
-          ledgerPath: join(dir, "judge-ledger.jsonl"),
+          ledgerPath: join(dir, "ledger.jsonl"),
           prices: opts.prices,
           width: opts.judgeWindow,
           step: opts.judgeStep,

@@ -20,6 +20,8 @@ export interface LlmJudgeSettings {
   step?: number | undefined;
   timeoutMs?: number | undefined;
   gpu?: "auto" | "cuda" | "metal" | "off" | undefined;
+  /** Ledger stage of the spend (default "judge"). */
+  stage?: string | undefined;
 }
 
 /**
@@ -40,7 +42,8 @@ export async function createLlmReranker(s: LlmJudgeSettings): Promise<{ reranker
           priceOutput: s.priceOutput,
           required: s.maxUsd !== undefined,
         });
-  const ledger = s.ledgerPath ? await BudgetLedger.open(s.ledgerPath, s.maxUsd) : BudgetLedger.inMemory(s.maxUsd);
+  // the cap applies to the judge's own spend only, even in the run's ledger
+  const ledger = s.ledgerPath ? await BudgetLedger.open(s.ledgerPath, s.maxUsd, { capStage: s.stage ?? "judge" }) : BudgetLedger.inMemory(s.maxUsd, { capStage: s.stage ?? "judge" });
   const model = await createLanguageModel({ provider: s.provider, model: s.model, baseUrl: s.baseUrl, timeoutMs: s.timeoutMs ?? 60_000, gpu: s.gpu ?? "auto", seed: undefined });
   const reranker = new LlmListwiseReranker({
     model,
@@ -49,6 +52,7 @@ export async function createLlmReranker(s: LlmJudgeSettings): Promise<{ reranker
     ...(s.width !== undefined ? { width: s.width } : {}),
     ...(s.step !== undefined ? { step: s.step } : {}),
     ownsModel: true,
+    stage: s.stage ?? "judge",
   });
   return { reranker, ledger };
 }

@@ -1,6 +1,6 @@
-import type { BudgetLedger } from "../budget/ledger.ts";
+import { countQuality, settleFailure } from "../budget/billing.ts";
+import type { Ledger, LedgerStage } from "../budget/types.ts";
 import { costUsd, type ModelPrice } from "../config/prices.ts";
-import { ProviderCallError } from "../errors.ts";
 import { DEFAULT_RETRY_POLICY, withRetries, type RetryPolicy } from "../generate/retry.ts";
 import type { GenerateResult, LanguageModel } from "../llm/types.ts";
 import { delimit, loadPromptTemplate, renderTemplate, type PromptTemplate } from "../steering/prompt-templates.ts";
@@ -11,7 +11,9 @@ import { DEFAULT_STEP, DEFAULT_WINDOW, slidingWindows } from "./window.ts";
 export interface LlmListwiseOptions {
   model: LanguageModel;
   /** Every call reserves its worst case here first; a call that would cross the cap is not made. */
-  ledger: BudgetLedger;
+  ledger: Ledger;
+  /** Ledger stage the spend is booked under (default "judge"). */
+  stage?: LedgerStage;
   /** undefined = free (local models); a paid model with a cap needs a price (resolvePrice). */
   price: ModelPrice | undefined;
   width?: number;
@@ -85,42 +87,34 @@ export class LlmListwiseReranker implements Reranker {
     return withRetries(
       async () => {
         const counted = await model.countInputTokens(messages);
-        const worst = price ? costUsd(price, counted.tokens, maxOut) : 0;
         const reservation = await ledger.reserve({
-          usd: worst,
+          stage: this.o.stage ?? "judge",
+          model: `${model.provider}/${model.modelId}`,
           chainId: options.chainId,
           inputTokens: counted.tokens,
           maxOutputTokens: maxOut,
-          model: `${model.provider}/${model.modelId}`,
+          count: countQuality(counted),
+          price,
+          signal: options.abortSignal,
         });
         let result: GenerateResult;
         try {
           result = await model.generate({ messages, maxOutputTokens: maxOut, temperature: 0, abortSignal: options.abortSignal, timeoutMs: this.o.timeoutMs });
         } catch (error) {
-          if (error instanceof ProviderCallError && error.status !== undefined) {
-            await ledger.release(reservation, `HTTP ${error.status}`);
-          } else {
-            await ledger.charge(reservation, {
-              usd: worst,
-              inputTokens: counted.tokens,
-              outputTokens: maxOut,
-              estimated: true,
-              note: `rerank: no answer (${error instanceof Error ? error.message.slice(0, 120) : "unknown"}); charged at worst case`,
-            });
-          }
+          await settleFailure(ledger, reservation, error);
           throw error;
         }
-        const input = result.usage.inputTokens ?? counted.tokens;
-        const output = result.usage.outputTokens ?? maxOut;
-        const usd = price ? costUsd(price, input, output, result.usage.cachedInputTokens ?? 0) : 0;
+        const input = result.usage.inputTokens ?? reservation.inputTokens;
+        const output = result.usage.outputTokens ?? reservation.maxOutputTokens;
         const estimated = result.usage.inputTokens === undefined || result.usage.outputTokens === undefined;
+        const usd = estimated ? reservation.usd : price ? costUsd(price, input, output, result.usage.cachedInputTokens ?? 0) : 0;
         await ledger.charge(reservation, {
           usd,
           inputTokens: input,
           outputTokens: output,
           cachedInputTokens: result.usage.cachedInputTokens,
           requestId: result.requestId,
-          ...(estimated ? { estimated: true, note: "rerank: provider did not report usage; counted or worst case" } : {}),
+          ...(estimated ? { estimated: true, note: "rerank: provider did not report usage; charged the reserved worst case" } : {}),
         });
         return { text: result.text, usage: { usd, inputTokens: input, outputTokens: output, calls: 1 } };
       },

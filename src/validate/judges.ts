@@ -32,7 +32,7 @@ interface JudgedRecord {
  *                  within `margin` of `minKendall`; the LLM is used while its cap allows
  * The final verdict is the last judge's that ran. A kept chain whose final verdict is "out of
  * order" gets the reason `judge-out-of-order~<judge>` and is rejected (flagged only under lenient).
- * The LLM spends through its own ledger (`judge-ledger.jsonl`, capped by --judge-max-usd); when
+ * The LLM spends through the run's ledger under the stage "judge", capped by --judge-max-usd on that stage only; when
  * the cap is reached no further LLM call is made and the cheaper verdicts stand.
  */
 export type JudgeMode = "embedder" | "cross-encoder" | "llm" | "cascade";

@@ -85,7 +85,9 @@ describe("judge cascade", () => {
     );
     const actual = costUsd(PRICE, USAGE.inputTokens, USAGE.outputTokens);
     const cap = actual + worst + actual / 2;
-    const ledger = await BudgetLedger.open(join(dir, "judge-ledger.jsonl"), cap);
+    // the run's ledger already holds generation spend: the judge's cap applies to its own stage
+    writeFileSync(join(dir, "ledger.jsonl"), JSON.stringify({ type: "reserve", id: "r1", ts: "2026-12-01T00:00:00.000Z", usd: 5, stage: "generate", input_tokens: 1, max_output_tokens: 1, model: "openai/gpt-4o-mini" }) + "\n" + JSON.stringify({ type: "charge", id: "r1", ts: "2026-12-01T00:00:01.000Z", usd: 5, stage: "generate", input_tokens: 1, output_tokens: 1 }) + "\n");
+    const ledger = await BudgetLedger.open(join(dir, "ledger.jsonl"), cap, { capStage: "judge" });
     const llm = new LlmListwiseReranker({ model, ledger, price: PRICE });
     const ce = new TableScorer(ceTable);
 
@@ -98,11 +100,12 @@ describe("judge cascade", () => {
     expect(summary.counts).toEqual({ judged: 4, escalated: 3, llm_judged: 2, llm_skipped_budget: 1, rejected_by_judge: 2 });
     // never past the cap; the ledger charged exactly what the server billed, also on disk
     const billed = billing.calls.reduce((s, c) => s + costUsd(PRICE, c.inputTokens, c.outputTokens), 0);
-    expect(ledger.totals().spentUsd).toBeLessThanOrEqual(cap);
-    expect(ledger.totals().spentUsd).toBeCloseTo(billed, 12);
+    expect(ledger.totals().byStage.judge!.usd).toBeLessThanOrEqual(cap);
+    expect(ledger.totals().byStage.judge!.usd).toBeCloseTo(billed, 12);
     expect(summary.llm_usd).toBeCloseTo(billed, 9);
-    const reopened = await BudgetLedger.open(join(dir, "judge-ledger.jsonl"), cap);
-    expect(reopened.totals().spentUsd).toBeCloseTo(billed, 12);
+    const reopened = await BudgetLedger.open(join(dir, "ledger.jsonl"), cap, { capStage: "judge" });
+    expect(reopened.totals().byStage.judge!.usd).toBeCloseTo(billed, 12);
+    expect(reopened.totals().spentUsd).toBeCloseTo(5 + billed, 12);
     await reopened.close();
     // the cross-encoder scored every kept chain in one batch
     expect(ce.calls).toEqual([16]);
