@@ -1,10 +1,20 @@
 import type { Command } from "commander";
 import { formatEvalTable, runEval, type EvalOptions } from "../eval/index.ts";
-import { action, numberOption } from "./run-command.ts";
+import { action, numberOption, UsageError } from "./run-command.ts";
 
 interface EvalFlags extends EvalOptions {
   verbose?: boolean;
   json?: boolean;
+  rerank?: string;
+  rerankers?: string;
+  depth: string;
+  embedder?: string;
+  crossEncoder?: string;
+  llmProvider: string;
+  llmModel?: string;
+  llmBaseUrl?: string;
+  llmMaxUsd?: number;
+  prices?: string;
 }
 
 export function registerEval(program: Command): void {
@@ -14,8 +24,8 @@ export function registerEval(program: Command): void {
       "before/after evaluation of an embedding model: STS Spearman x100 and chain-order Kendall x100 on held-out chains; " +
         "writes eval.json (and copies it into --data RUN_DIR for the report)",
     )
-    .requiredOption("--model <dir>", "the model to evaluate (e.g. OUT/model from posttrain)")
-    .requiredOption("--sts <file>", "STS TSV with header sentence1<TAB>sentence2<TAB>score (e.g. STS-B dev)")
+    .option("--model <dir>", "the model to evaluate (e.g. OUT/model from posttrain); required with --sts")
+    .option("--sts <file>", "STS TSV with header sentence1<TAB>sentence2<TAB>score (e.g. STS-B dev)")
     .option("--baseline <dir>", "model to compare against (e.g. the base model)")
     .option("--chains <file>", "held-out chains (JSONL of chain records, or a run dir) for chain_kendall")
     .option("--data <run-dir>", "the training data's run directory: its cost (run.json) goes into usd, eval.json is copied there")
@@ -23,12 +33,47 @@ export function registerEval(program: Command): void {
     .option("--out <file>", "where to write eval.json (default RUN_DIR/eval.json with --data, else ./eval.json)")
     .option("--device <device>", "torch device for encoding (default cpu)")
     .option("--max-seq-length <n>", "truncate inputs to this many tokens", numberOption("--max-seq-length", { int: true, min: 1 }))
+    .option("--rerank <file>", "reranking JSONL (query, positive[], negative[]; export --format mteb-rerank) for --rerankers")
+    .option("--rerankers <list>", "comma list of embedder, cross-encoder, llm, cascade, pointwise: nDCG@10, MAP, MRR@10, USD and ms per query side by side")
+    .option("--depth <list>", "candidates each reranker reorders from the embedder's top (comma list)", "20,50,100")
+    .option("--embedder <spec>", "first stage for --rerankers (default: --model's exported ONNX dir, else all-MiniLM-L6-v2)")
+    .option("--cross-encoder <spec>", "cross-encoder directory (onnx/model.onnx) or hub id")
+    .option("--llm-provider <p>", "LLM reranker provider: openai | anthropic | openai-compatible | local", "local")
+    .option("--llm-model <m>", "LLM reranker model (local: registry name or GGUF path; default the registry default)")
+    .option("--llm-base-url <url>", "LLM reranker base URL (openai-compatible)")
+    .option("--llm-max-usd <x>", "hard cap of the LLM reranker's spend (stage \"eval\"; with --data in the run's ledger.jsonl)", numberOption("--llm-max-usd", { min: 0 }))
+    .option("--prices <file>", "JSON price table for the LLM reranker")
     .option("--verbose", "show the Python side's stderr")
     .option("--json", "print eval.json on stdout")
     .action(
       action(async (opts: EvalFlags) => {
-        const { verbose, json, ...options } = opts;
-        const result = await runEval(options, {
+        const { verbose, json, rerank, rerankers, depth, embedder, crossEncoder, llmProvider, llmModel, llmBaseUrl, llmMaxUsd, prices, ...options } = opts;
+        if (rerankers !== undefined && !rerank) throw new UsageError("--rerankers needs --rerank FILE");
+        if (!options.sts && !rerankers) throw new UsageError("give --sts FILE (with --model) or --rerank FILE --rerankers LIST");
+        if (options.sts && !options.model) throw new UsageError("--sts needs --model DIR");
+        if (!options.sts) {
+          const { runRerankEval, formatRerankTable, defaultEvalOut } = await import("../rerank/index.ts");
+          const { join } = await import("node:path");
+          const r = await runRerankEval({
+            rerank: rerank!,
+            rerankers: rerankers!,
+            depth,
+            embedder: embedder ?? options.model,
+            crossEncoder,
+            llmProvider,
+            llmModel,
+            llmBaseUrl,
+            llmMaxUsd,
+            prices,
+            ledgerPath: options.data ? join(options.data, "ledger.jsonl") : undefined,
+            out: defaultEvalOut(options.data, options.out),
+          });
+          if (json) process.stdout.write(JSON.stringify(r.evaluation, null, 2) + "\n");
+          else process.stdout.write(formatRerankTable(r.evaluation) + "\n");
+          process.stderr.write(`eval.json: ${r.outPath}\n`);
+          return 0;
+        }
+        const result = await runEval(options as EvalOptions & { model: string; sts: string }, {
           onStderr: (line) => {
             if (verbose) process.stderr.write(line + "\n");
           },
@@ -41,6 +86,29 @@ export function registerEval(program: Command): void {
         if (json) process.stdout.write(JSON.stringify(result.document, null, 2) + "\n");
         else process.stdout.write(formatEvalTable(result.document) + "\n");
         process.stderr.write(`eval.json: ${result.outPath}${result.copiedTo ? ` (copied to ${result.copiedTo})` : ""}\n`);
+        if (rerankers !== undefined) {
+          const { runRerankEval, formatRerankTable } = await import("../rerank/index.ts");
+          const { join } = await import("node:path");
+          const r = await runRerankEval({
+            rerank: rerank!,
+            rerankers,
+            depth,
+            embedder: embedder ?? options.model,
+            crossEncoder,
+            llmProvider,
+            llmModel,
+            llmBaseUrl,
+            llmMaxUsd,
+            prices,
+            ledgerPath: options.data ? join(options.data, "ledger.jsonl") : undefined,
+            out: result.outPath,
+          });
+          if (!json) process.stdout.write(formatRerankTable(r.evaluation) + "\n");
+          if (result.copiedTo) {
+            const { copyFileSync } = await import("node:fs");
+            copyFileSync(result.outPath, result.copiedTo);
+          }
+        }
         return 0;
       }),
     );
