@@ -4,6 +4,7 @@ import { runGenerate } from "../generate/run.ts";
 import { createChainProgress, type ChainProgress } from "./progress.ts";
 import { action, numberOption } from "./run-command.ts";
 import { parseWithSchema } from "./options.ts";
+import { printRunSummary } from "./summary.ts";
 
 export function addGenerationOptions(cmd: Command): Command {
   return cmd
@@ -81,10 +82,12 @@ signal aborts them); 1 anything else. Keys: OPENAI_API_KEY, ANTHROPIC_API_KEY, O
             onChainDone: ({ done, spentUsd }) => progress?.tick(done, spentUsd),
           });
           progress?.stop();
-          const t = summary.manifest.totals;
-          process.stdout.write(
-            JSON.stringify({ status: summary.status, out: summary.out, chains: t.chains_done, truncated: t.chains_truncated, usd: t.usd, calls: t.calls, input_tokens: t.input_tokens, output_tokens: t.output_tokens }) + "\n",
-          );
+          printRunSummary(summary.out, { capUsd: config.maxUsd });
+        } catch (error) {
+          // every exit prints the summary (status, counts, spend, reason); the exit code follows the error
+          progress?.stop();
+          printRunSummary(config.out, { error, capUsd: config.maxUsd });
+          throw error;
         } finally {
           progress?.stop();
           process.off("SIGINT", onSignal);

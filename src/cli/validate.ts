@@ -5,7 +5,7 @@ import { join, resolve } from "node:path";
 import { BudgetLedger } from "../budget/ledger.ts";
 import { ConfigError } from "../errors.ts";
 import { writeReport } from "../report/index.ts";
-import { DEFAULT_GATE_THRESHOLDS, DEFAULT_JUDGE_THRESHOLDS, HARD_KINDS, JUDGE_MODES, POLICIES, validateRun, type GateThresholds, type JudgeMode, type Policy } from "../validate/index.ts";
+import { DEFAULT_GATE_THRESHOLDS, DEFAULT_JUDGE_THRESHOLDS, HARD_KINDS, JUDGE_MODES, POLICIES, SOFT_KINDS, validateRun, type GateThresholds, type JudgeMode, type Policy } from "../validate/index.ts";
 import { action, numberOption, UsageError } from "./run-command.ts";
 
 interface ValidateFlags {
@@ -34,6 +34,9 @@ interface ValidateFlags {
   judgeWindow?: number;
   judgeStep?: number;
   prices?: string;
+  hard?: string[];
+  dupTextSimilarity?: number;
+  unrelatedThreshold?: number;
   report: boolean;
   quiet?: boolean;
 }
@@ -47,6 +50,14 @@ function softOption(value: string): string[] {
   const kinds = value.split(",").map((k) => k.trim()).filter(Boolean);
   for (const k of kinds) {
     if (!(HARD_KINDS as readonly string[]).includes(k)) throw new UsageError(`--soft expects a comma list of ${HARD_KINDS.join(", ")}; got "${k}"`);
+  }
+  return kinds;
+}
+
+function hardOption(value: string): string[] {
+  const kinds = value.split(",").map((k) => k.trim()).filter(Boolean);
+  for (const k of kinds) {
+    if (!(SOFT_KINDS as readonly string[]).includes(k)) throw new UsageError(`--hard expects a comma list of ${SOFT_KINDS.join(", ")}; got "${k}"`);
   }
   return kinds;
 }
@@ -75,13 +86,16 @@ export function registerValidate(program: Command): void {
     .option("--min-steps <n>", "fewest steps a kept chain may have", numberOption("--min-steps", { int: true, min: 1 }), 3)
     .option("--batch-size <n>", "sentences per embedding call", numberOption("--batch-size", { int: true, min: 1 }), 64)
     .option("--inversion-tolerance <x>", `rise in similarity tolerated between steps (default ${DEFAULT_GATE_THRESHOLDS.inversionTolerance})`, numberOption("--inversion-tolerance", { min: 0, max: 2 }))
-    .option("--dup-threshold <cos>", `near-duplicate steps at or above this cosine (default ${DEFAULT_GATE_THRESHOLDS.dupThreshold})`, cos("--dup-threshold"))
+    .option("--dup-threshold <cos>", `near-duplicate steps: at or above this cosine and --dup-text-similarity (default ${DEFAULT_GATE_THRESHOLDS.dupThreshold})`, cos("--dup-threshold"))
+    .option("--dup-text-similarity <x>", `near-duplicate steps: character-level similarity at or above this (default ${DEFAULT_GATE_THRESHOLDS.dupTextSimilarity})`, numberOption("--dup-text-similarity", { min: 0, max: 1 }))
+    .option("--unrelated-threshold <cos>", `a step below this cosine to the sentence it rewrites is unrelated (default ${DEFAULT_GATE_THRESHOLDS.unrelatedThreshold})`, cos("--unrelated-threshold"))
     .option("--chain-dup-threshold <cos>", `duplicate chains at or above this centroid cosine (default ${DEFAULT_GATE_THRESHOLDS.chainDupThreshold})`, cos("--chain-dup-threshold"))
     .option("--leak-threshold <cos>", `holdout leak at or above this cosine (default ${DEFAULT_GATE_THRESHOLDS.leakThreshold})`, cos("--leak-threshold"))
     .option("--cycle-margin <x>", `margin for cycles (default ${DEFAULT_GATE_THRESHOLDS.cycleMargin})`, numberOption("--cycle-margin", { min: 0, max: 2 }))
     .option("--length-z <z>", `robust z-score of a length outlier (default ${DEFAULT_GATE_THRESHOLDS.lengthZ})`, numberOption("--length-z", { min: 0 }))
     .option("--max-drop <x>", `similarity drop between steps flagged as a jump (default ${DEFAULT_GATE_THRESHOLDS.maxDrop})`, numberOption("--max-drop", { min: 0, max: 2 }))
     .option("--soft <kinds>", `comma list of hard reason kinds to only flag (${HARD_KINDS.join(", ")})`, softOption)
+    .option("--hard <kinds>", `comma list of soft reason kinds to treat as hard (${SOFT_KINDS.join(", ")})`, hardOption)
     .option("--max-usd <x>", "hard cap for a paid embedder (openai:…); spend goes to the run's ledger.jsonl", numberOption("--max-usd", { min: 0 }))
     .option("--judge <mode>", `judges after the gate: ${JUDGE_MODES.join(" | ")} (cascade: cross-encoder for all, LLM where it is unsure)`, judgeOption, "embedder")
     .option("--cross-encoder <spec>", "cross-encoder directory (onnx/model.onnx + tokenizer.json; see posttrain --cross-encoder) or hub id")
@@ -108,6 +122,8 @@ export function registerValidate(program: Command): void {
         const thresholds: Partial<GateThresholds> = {};
         if (opts.inversionTolerance !== undefined) thresholds.inversionTolerance = opts.inversionTolerance;
         if (opts.dupThreshold !== undefined) thresholds.dupThreshold = opts.dupThreshold;
+        if (opts.dupTextSimilarity !== undefined) thresholds.dupTextSimilarity = opts.dupTextSimilarity;
+        if (opts.unrelatedThreshold !== undefined) thresholds.unrelatedThreshold = opts.unrelatedThreshold;
         if (opts.chainDupThreshold !== undefined) thresholds.chainDupThreshold = opts.chainDupThreshold;
         if (opts.leakThreshold !== undefined) thresholds.leakThreshold = opts.leakThreshold;
         if (opts.cycleMargin !== undefined) thresholds.cycleMargin = opts.cycleMargin;
@@ -139,6 +155,7 @@ export function registerValidate(program: Command): void {
             thresholds,
             holdout: opts.holdout,
             softKinds: opts.soft ?? [],
+            hardKinds: opts.hard ?? [],
             onStart: (total) => bar?.start(total, 0, { accepted: 0, repaired: 0, rejected: 0 }),
             onProgress: (p) => bar?.update(p.done, { accepted: p.accepted, repaired: p.repaired, rejected: p.rejected }),
             onWarning: (w) => process.stderr.write(`rankchain validate: warning: ${w}\n`),
