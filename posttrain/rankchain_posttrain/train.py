@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 <<<<<<< HEAD
     p.add_argument("--cross-encoder", action="store_true",
                    help="train a cross-encoder (one-label head on --base-model) on chain pairs with graded targets instead of an embedder")
+    p.add_argument("--cross-encoder-teacher", help="cross-encoder directory for --loss distill (e.g. OUT/model of posttrain --cross-encoder)")
 =======
     add_group_arguments(p)
 >>>>>>> main
@@ -290,7 +291,8 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
     set_seed(args.seed)
     device = accelerator.device
     student = load_encoder(args.base_model, device=device, pooling=args.pooling, max_seq_length=args.max_seq_length)
-    loss_fn = CombinedLoss.from_spec(args.loss, tau=args.tau, tau2=args.tau2, omega=args.omega)
+    loss_fn = CombinedLoss.from_spec(args.loss, tau=args.tau, tau2=args.tau2, omega=args.omega,
+                                      cross_encoder_teacher=getattr(args, "cross_encoder_teacher", None))
     teacher = None
     if loss_fn.needs_teacher:
         if args.teacher:
@@ -405,7 +407,9 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
                     with torch.no_grad():
                         teacher_emb = embed(teacher, sentences[:n_chain], device, chunk_size=args.encode_chunk or None)
                 parts = loss_fn(student_emb, teacher_emb, lengths,
-                                groups=group_batch.embeddings(all_emb[n_chain:]) if group_batch else None)
+                                groups=group_batch.embeddings(all_emb[n_chain:]) if group_batch else None,
+                                context={"sentences": sentences[:n_chain], "student": base if world == 1 else None,
+                                         "progress": step / max(1, schedule.total_steps)})
             loss = torch.stack(list(parts.values())).sum()
             # One collective per step: every process learns every part's value (and finiteness).
             values = torch.stack([v.detach().float() for v in parts.values()]).unsqueeze(0)
