@@ -81,13 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last")
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--no-export", action="store_true", help="skip the ONNX export at the end")
-<<<<<<< HEAD
+    add_group_arguments(p)
     p.add_argument("--cross-encoder", action="store_true",
                    help="train a cross-encoder (one-label head on --base-model) on chain pairs with graded targets instead of an embedder")
     p.add_argument("--cross-encoder-teacher", help="cross-encoder directory for --loss distill (e.g. OUT/model of posttrain --cross-encoder)")
-=======
-    add_group_arguments(p)
->>>>>>> main
     return p
 
 
