@@ -34,7 +34,7 @@ export function registerPosttrain(program: Command): void {
     .requiredOption("--data <run-dir>", "run directory with validated.jsonl (accepted and repaired chains)")
     .requiredOption("--base-model <dir>", "student: sentence-transformers or Hugging Face encoder directory (or hub id)")
     .requiredOption("--out <dir>", "output directory")
-    .option("--loss <spec>", 'losses and weights, e.g. "chain_listmle" or "chain_listmle:1,infonce:0.1" (chain_listmle, listnet, infonce)')
+    .option("--loss <spec>", 'losses and weights, e.g. "chain_listmle" or "chain_listmle:1,infonce:0.1" (chain_listmle, listnet, infonce, lce, distill)')
     .option("--teacher <dir>", "teacher model (its own tokenizer is fine); default: a frozen copy of the base model")
     .option("--device <device>", "auto | cuda | cpu", choice("--device", ["auto", "cuda", "cpu"] as const))
     .option("--precision <p>", "auto | fp32 | fp16 | bf16 (auto: bf16/fp16 autocast on CUDA, fp32 on CPU)", choice("--precision", ["auto", "fp32", "fp16", "bf16"] as const))
@@ -57,6 +57,8 @@ export function registerPosttrain(program: Command): void {
     .option("--gradient-checkpointing", "trade compute for memory")
     .option("--allow-unvalidated", "train on chains.jsonl records without a validation field")
     .option("--no-export", "skip the ONNX export")
+    .option("--cross-encoder", "train a cross-encoder instead: a one-label head on --base-model, fitted to graded targets from chain distance; exports onnx/model.onnx (for validate --judge and eval --rerankers)")
+    .option("--cross-encoder-teacher <dir>", "cross-encoder directory that --loss distill learns from (e.g. OUT/model of posttrain --cross-encoder)")
     .option("--verbose", "show the Python side's stderr (library warnings)")
     .option("--json", "print the trainer's JSON progress lines on stdout instead of a bar")
     .action(
@@ -85,7 +87,9 @@ export function registerPosttrain(program: Command): void {
             `done: model in ${String(result.done.model)}` +
               (result.done.onnx ? ` (ONNX: ${String(result.done.onnx)})` : "") +
               (best ? `; best STS Spearman ${best.stsb_spearman.toFixed(2)} at step ${best.step}` : "") +
-              `\nnext: rankchain eval --model ${String(result.done.model)} --baseline ${options.baseModel} --sts <sts.tsv> --data ${options.data}\n`,
+              (options.crossEncoder
+                ? `\nnext: rankchain validate ${options.data} --judge cascade --cross-encoder ${String(result.done.model)}\n`
+                : `\nnext: rankchain eval --model ${String(result.done.model)} --baseline ${options.baseModel} --sts <sts.tsv> --data ${options.data}\n`),
           );
         }
         return 0;
