@@ -2,7 +2,7 @@
  * bench/rerank: per reranker, quality on a held-out chain rerank file vs milliseconds and USD per
  * query, in one run (so machine load hits every reranker alike).
  *
- *   npx tsx bench/rerank/run.ts [--queries 12] [--depth 10] [--cross-encoder DIR] [--llm NAME] [--train-steps 12]
+ *   npx tsx bench/rerank/run.ts [--queries 12] [--depth 10] [--cross-encoder DIR] [--llm NAME] [--train-steps 12] [--stsb FILE]
  *
  * The rerank file: "chains" read from STS-B dev (../shared/eval-data/stsb-dev.tsv, read in place,
  * never trained on): an anchor sentence that occurs in several scored pairs is the query, its partners
@@ -36,9 +36,10 @@ const { values } = parseArgs({
     "cross-encoder": { type: "string" },
     llm: { type: "string" },
     "train-steps": { type: "string", default: "12" },
+    stsb: { type: "string" },
   },
 });
-const STSB = join(PROJECT_ROOT, "..", "shared", "eval-data", "stsb-dev.tsv");
+const STSB = values.stsb ?? join(PROJECT_ROOT, "..", "shared", "eval-data", "stsb-dev.tsv");
 if (!existsSync(STSB)) {
   console.log(`bench/rerank: skipped — ${STSB} is absent`);
   process.exit(0);
