@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { formatEvalTable, runEval, type EvalOptions } from "../eval/index.ts";
-import { action, numberOption, UsageError } from "./run-command.ts";
+import { ConfigError } from "../errors.ts";
+import { action, numberOption } from "./run-command.ts";
 
 interface EvalFlags extends EvalOptions {
   verbose?: boolean;
@@ -48,9 +49,9 @@ export function registerEval(program: Command): void {
     .action(
       action(async (opts: EvalFlags) => {
         const { verbose, json, rerank, rerankers, depth, embedder, crossEncoder, llmProvider, llmModel, llmBaseUrl, llmMaxUsd, prices, ...options } = opts;
-        if (rerankers !== undefined && !rerank) throw new UsageError("--rerankers needs --rerank FILE");
-        if (!options.sts && !rerankers) throw new UsageError("give --sts FILE (with --model) or --rerank FILE --rerankers LIST");
-        if (options.sts && !options.model) throw new UsageError("--sts needs --model DIR");
+        if (rerankers !== undefined && !rerank) throw new ConfigError("--rerankers needs --rerank FILE");
+        if (!options.sts && !rerankers) throw new ConfigError("give --sts FILE (with --model) or --rerank FILE --rerankers LIST");
+        if (options.sts && !options.model) throw new ConfigError("--sts needs --model DIR");
         if (!options.sts) {
           const { runRerankEval, formatRerankTable, defaultEvalOut } = await import("../rerank/index.ts");
           const { join } = await import("node:path");

@@ -131,8 +131,8 @@ export function registerValidate(program: Command): void {
         if (opts.maxDrop !== undefined) thresholds.maxDrop = opts.maxDrop;
 
         const judge = opts.judge as JudgeMode;
-        if ((judge === "cross-encoder" || judge === "cascade") && !opts.crossEncoder) throw new UsageError(`--judge ${judge} needs --cross-encoder DIR`);
-        if ((judge === "llm" || judge === "cascade") && opts.judgeProvider !== "local" && !opts.judgeModel) throw new UsageError(`--judge ${judge} with --judge-provider ${opts.judgeProvider} needs --judge-model`);
+        if ((judge === "cross-encoder" || judge === "cascade") && !opts.crossEncoder) throw new ConfigError(`--judge ${judge} needs --cross-encoder DIR`);
+        if ((judge === "llm" || judge === "cascade") && opts.judgeProvider !== "local" && !opts.judgeModel) throw new ConfigError(`--judge ${judge} with --judge-provider ${opts.judgeProvider} needs --judge-model`);
         const paid = resolveEmbedderSpec(opts.embedder).kind === "openai";
         const ledger = paid ? await BudgetLedger.open(join(dir, "ledger.jsonl"), opts.maxUsd) : undefined;
         const embedder = await createEmbedder(opts.embedder, { batchSize: opts.batchSize, ...(ledger ? { ledger } : {}) });
