@@ -26,7 +26,8 @@ import { DEFAULT_PRICES, lookupPrice, costUsd } from "../../src/config/prices.ts
 import { modelsDir, PROJECT_ROOT, pythonExecutable } from "../../src/config/paths.ts";
 import { createEmbedder } from "../../src/embed/index.ts";
 import { createLocalModel } from "../../src/llm/local/index.ts";
-import { CrossEncoder, EmbedderReranker, evaluateRerankers, formatRerankTable, LlmListwiseReranker, PointwiseYesNoReranker, type RerankQuery } from "../../src/rerank/index.ts";
+import { evaluateRerankers, formatRerankTable, type RerankRecord } from "../../src/eval/index.ts";
+import { CrossEncoder, EmbedderReranker, LlmListwiseReranker, PointwiseYesNoReranker } from "../../src/rerank/index.ts";
 import { mulberry32 } from "../../src/util/random.ts";
 
 const { values } = parseArgs({
@@ -50,7 +51,7 @@ if (!existsSync(join(MINILM, "onnx", "model.onnx"))) {
   process.exit(0);
 }
 
-function rerankFile(n: number): RerankQuery[] {
+function rerankFile(n: number): RerankRecord[] {
   const partners = new Map<string, Map<string, number>>();
   const all: string[] = [];
   for (const line of readFileSync(STSB, "utf8").split("\n").slice(1)) {
@@ -65,7 +66,7 @@ function rerankFile(n: number): RerankQuery[] {
     }
   }
   const rand = mulberry32(20261202);
-  const out: RerankQuery[] = [];
+  const out: RerankRecord[] = [];
   const anchors = [...partners].filter(([, m]) => [...m.values()].some((s) => s >= 3.5) && [...m.values()].some((s) => s < 2.5));
   anchors.sort(() => rand() - 0.5);
   for (const [query, m] of anchors.slice(0, n)) {
@@ -75,7 +76,7 @@ function rerankFile(n: number): RerankQuery[] {
       const t = all[Math.floor(rand() * all.length)]!;
       if (t !== query && !m.has(t) && !neg.includes(t)) neg.push(t);
     }
-    out.push({ line: out.length + 1, query, positive: pos.map(([t]) => t), negative: neg, grades: pos.map(([, s]) => s - 2.5) });
+    out.push({ query, positive: pos.map(([t]) => t), negative: neg, positive_relevance: pos.map(([, s]) => s - 2.5) });
   }
   return out;
 }

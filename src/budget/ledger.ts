@@ -279,6 +279,12 @@ export class BudgetLedger implements Ledger {
     return this.open.size;
   }
 
+  private openFor(model: string): number {
+    let n = 0;
+    for (const r of this.open.values()) if (r.model === model) n++;
+    return n;
+  }
+
   /**
    * The worst case the ledger would reserve for a call: the count (+ margin for estimates), raised
    * to what this model was seen to bill over our counts (both as a ratio and as a fixed excess,
@@ -311,6 +317,13 @@ export class BudgetLedger implements Ledger {
     if (!Number.isFinite(request.maxOutputTokens) || request.maxOutputTokens < 0) throw new Error(`invalid reservation output tokens ${request.maxOutputTokens}`);
     for (;;) {
       if (request.signal?.aborted) throw request.signal.reason ?? new Error("aborted");
+      // Under a cap, the first call to a model goes out alone: until one answer with reported usage
+      // has been seen, nothing is known about what the model bills beyond our count, so at most one
+      // call can be over-billed before the ledger learns the ratio.
+      if (this.capUsd !== undefined && request.wait !== false && !this.books.learned.has(request.model) && this.openFor(request.model) > 0) {
+        await this.waitForSettle(request.signal);
+        continue;
+      }
       const plan = this.plan(request);
       if (this.fits(plan.usd, request.stage)) return this.book(request, plan);
       if (request.wait === false || this.open.size === 0) {

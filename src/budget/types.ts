@@ -19,7 +19,9 @@ import type { ModelPrice } from "../config/prices.ts";
  *                the provider (connection refused, DNS failure, TLS failure before sending).
  * - A charge may exceed its reservation (the provider billed more than we counted). The ledger then
  *   learns the model's ratio and uses it for later reservations; spend can cross the cap only by
- *   the excess of calls already in flight when the over-billing was first seen.
+ *   the excess of calls already in flight when the over-billing was first seen. Under a cap, the
+ *   first call to a model goes out alone until an answer with reported usage has been seen, so an
+ *   over-billing present from the start exposes one call.
  * - Reservations left open by a killed process are charged at their worst case when the ledger is
  *   reopened: the ledger never under-counts.
  *
@@ -68,7 +70,10 @@ export interface ReserveRequest {
   count?: CountQuality | undefined;
   /** undefined: the price is unknown and no cap is set; the call is booked at $0 (tokens only). */
   price: ModelPrice | undefined;
-  /** Default true: wait for calls in flight to settle before declaring the cap reached. */
+  /**
+   * Default true: wait for calls in flight to settle before declaring the cap reached (and, under
+   * a cap, for a model's first call to settle). false: decide now; throw if it does not fit.
+   */
   wait?: boolean | undefined;
   signal?: AbortSignal | undefined;
 }

@@ -6,7 +6,6 @@ import { action, numberOption } from "./run-command.ts";
 interface EvalFlags extends EvalOptions {
   verbose?: boolean;
   json?: boolean;
-  rerank?: string;
   rerankers?: string;
   depth: string;
   embedder?: string;
@@ -22,20 +21,20 @@ export function registerEval(program: Command): void {
   program
     .command("eval")
     .description(
-      "before/after evaluation of an embedding model: STS Spearman x100 and chain-order Kendall x100 on held-out chains; " +
+      "before/after evaluation of an embedding model: STS Spearman x100, chain-order Kendall x100 on held-out chains, and MAP/MRR@10/nDCG@10 x100 on a reranking file; " +
         "writes eval.json (and copies it into --data RUN_DIR for the report)",
     )
     .option("--model <dir>", "the model to evaluate (e.g. OUT/model from posttrain); required with --sts")
     .option("--sts <file>", "STS TSV with header sentence1<TAB>sentence2<TAB>score (e.g. STS-B dev)")
     .option("--baseline <dir>", "model to compare against (e.g. the base model)")
     .option("--chains <file>", "held-out chains (JSONL of chain records, or a run dir) for chain_kendall")
+    .option("--rerank <file>", "reranking file (JSONL: query, positive[], negative[], optional positive_relevance[]; e.g. from export --format mteb-rerank): MAP, MRR@10, nDCG@10")
     .option("--data <run-dir>", "the training data's run directory: its cost (run.json) goes into usd, eval.json is copied there")
     .option("--usd <x>", "what the training data cost (overrides run.json)", numberOption("--usd", { min: 0 }))
     .option("--out <file>", "where to write eval.json (default RUN_DIR/eval.json with --data, else ./eval.json)")
     .option("--device <device>", "torch device for encoding (default cpu)")
     .option("--max-seq-length <n>", "truncate inputs to this many tokens", numberOption("--max-seq-length", { int: true, min: 1 }))
-    .option("--rerank <file>", "reranking JSONL (query, positive[], negative[]; export --format mteb-rerank) for --rerankers")
-    .option("--rerankers <list>", "comma list of embedder, cross-encoder, llm, cascade, pointwise: nDCG@10, MAP, MRR@10, USD and ms per query side by side")
+    .option("--rerankers <list>", "with --rerank: comma list of embedder, cross-encoder, llm, cascade, pointwise — nDCG@10, MAP, MRR@10, USD and ms per query side by side (eval.json: rerank)")
     .option("--depth <list>", "candidates each reranker reorders from the embedder's top (comma list)", "20,50,100")
     .option("--embedder <spec>", "first stage for --rerankers (default: --model's exported ONNX dir, else all-MiniLM-L6-v2)")
     .option("--cross-encoder <spec>", "cross-encoder directory (onnx/model.onnx) or hub id")
@@ -48,12 +47,15 @@ export function registerEval(program: Command): void {
     .option("--json", "print eval.json on stdout")
     .action(
       action(async (opts: EvalFlags) => {
-        const { verbose, json, rerank, rerankers, depth, embedder, crossEncoder, llmProvider, llmModel, llmBaseUrl, llmMaxUsd, prices, ...options } = opts;
+        const { verbose, json, rerankers, depth, embedder, crossEncoder, llmProvider, llmModel, llmBaseUrl, llmMaxUsd, prices, ...options } = opts;
+        const rerank = options.rerank;
         if (rerankers !== undefined && !rerank) throw new ConfigError("--rerankers needs --rerank FILE");
         if (!options.sts && !rerankers) throw new ConfigError("give --sts FILE (with --model) or --rerank FILE --rerankers LIST");
         if (options.sts && !options.model) throw new ConfigError("--sts needs --model DIR");
         if (!options.sts) {
-          const { runRerankEval, formatRerankTable, defaultEvalOut } = await import("../rerank/index.ts");
+          // loaded here, not at start-up: the ONNX runtime and tokenizers take seconds to import
+          const { runRerankEval, defaultEvalOut } = await import("../eval/rerankers-run.ts");
+          const { formatRerankTable } = await import("../eval/rerankers.ts");
           const { join } = await import("node:path");
           const r = await runRerankEval({
             rerank: rerank!,
@@ -88,7 +90,8 @@ export function registerEval(program: Command): void {
         else process.stdout.write(formatEvalTable(result.document) + "\n");
         process.stderr.write(`eval.json: ${result.outPath}${result.copiedTo ? ` (copied to ${result.copiedTo})` : ""}\n`);
         if (rerankers !== undefined) {
-          const { runRerankEval, formatRerankTable } = await import("../rerank/index.ts");
+          const { runRerankEval } = await import("../eval/rerankers-run.ts");
+          const { formatRerankTable } = await import("../eval/rerankers.ts");
           const { join } = await import("node:path");
           const r = await runRerankEval({
             rerank: rerank!,

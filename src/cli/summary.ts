@@ -15,6 +15,10 @@ export interface RunSummaryLine {
   chains: number | null;
   seeds: number | null;
   truncated: number | null;
+  /** chains with 0 steps / fewer than --min-steps / at least --min-steps */
+  empty: number | null;
+  short: number | null;
+  usable: number | null;
   usd: number | null;
   by_stage: Record<string, unknown> | null;
   calls: number | null;
@@ -30,7 +34,7 @@ export function runSummaryLine(out: string, opts: { error?: unknown; capUsd?: nu
   const num = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : null);
   const err = opts.error;
   const exit = err === undefined ? 0 : exitCodeFor(err);
-  const fallbackStatus = exit === 0 ? "completed" : exit === 2 ? "bad_input" : exit === 3 ? "budget_reached" : exit === 130 ? "interrupted" : "failed";
+  const fallbackStatus = exit === 0 ? "completed" : exit === 2 ? "bad_input" : exit === 3 ? "budget_reached" : exit === 4 ? "provider_unreachable" : exit === 130 ? "interrupted" : "failed";
   // run.json says "running" only if the process died before its last write; prefer the exit's status then
   const recorded = exit !== 2 && typeof run?.status === "string" && run.status !== "running" ? run.status : undefined;
   const message = err instanceof Error ? err.message : err !== undefined ? String(err) : typeof run?.message === "string" ? run.message : null;
@@ -41,6 +45,9 @@ export function runSummaryLine(out: string, opts: { error?: unknown; capUsd?: nu
     chains: num(totals.chains_done),
     seeds: num(totals.seeds),
     truncated: num(totals.chains_truncated),
+    empty: num(totals.chains_empty),
+    short: num(totals.chains_short),
+    usable: num(totals.chains_usable),
     usd: num(totals.usd),
     by_stage: totals.by_stage && typeof totals.by_stage === "object" ? (totals.by_stage as Record<string, unknown>) : null,
     calls: num(totals.calls),

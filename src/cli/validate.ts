@@ -2,11 +2,15 @@ import type { Command } from "commander";
 import { SingleBar } from "cli-progress";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { BudgetLedger } from "../budget/ledger.ts";
+import { BudgetLedger, readLedgerTotals } from "../budget/ledger.ts";
 import { ConfigError } from "../errors.ts";
 import { writeReport } from "../report/index.ts";
 import { DEFAULT_GATE_THRESHOLDS, DEFAULT_JUDGE_THRESHOLDS, HARD_KINDS, JUDGE_MODES, POLICIES, SOFT_KINDS, validateRun, type GateThresholds, type JudgeMode, type Policy } from "../validate/index.ts";
 import { action, numberOption, UsageError } from "./run-command.ts";
+import { exitCodeFor } from "./exit-codes.ts";
+import type { LedgerTotals } from "../budget/types.ts";
+import { readJsonObjectIfPresent } from "../store/json-file.ts";
+import { writeFileSync, renameSync } from "node:fs";
 
 interface ValidateFlags {
   embedder?: string;
@@ -96,7 +100,7 @@ export function registerValidate(program: Command): void {
     .option("--max-drop <x>", `similarity drop between steps flagged as a jump (default ${DEFAULT_GATE_THRESHOLDS.maxDrop})`, numberOption("--max-drop", { min: 0, max: 2 }))
     .option("--soft <kinds>", `comma list of hard reason kinds to only flag (${HARD_KINDS.join(", ")})`, softOption)
     .option("--hard <kinds>", `comma list of soft reason kinds to treat as hard (${SOFT_KINDS.join(", ")})`, hardOption)
-    .option("--max-usd <x>", "hard cap for a paid embedder (openai:…); spend goes to the run's ledger.jsonl", numberOption("--max-usd", { min: 0 }))
+    .option("--max-usd <x>", "hard cap on validate's own spend (paid embedder openai:…; generation spend does not count); recorded in the run's ledger.jsonl as stage \"validate\"", numberOption("--max-usd", { min: 0 }))
     .option("--judge <mode>", `judges after the gate: ${JUDGE_MODES.join(" | ")} (cascade: cross-encoder for all, LLM where it is unsure)`, judgeOption, "embedder")
     .option("--cross-encoder <spec>", "cross-encoder directory (onnx/model.onnx + tokenizer.json; see posttrain --cross-encoder) or hub id")
     .option("--judge-provider <p>", "LLM judge provider: openai | anthropic | openai-compatible | local", providerOption, "local")
@@ -134,8 +138,12 @@ export function registerValidate(program: Command): void {
         if ((judge === "cross-encoder" || judge === "cascade") && !opts.crossEncoder) throw new ConfigError(`--judge ${judge} needs --cross-encoder DIR`);
         if ((judge === "llm" || judge === "cascade") && opts.judgeProvider !== "local" && !opts.judgeModel) throw new ConfigError(`--judge ${judge} with --judge-provider ${opts.judgeProvider} needs --judge-model`);
         const paid = resolveEmbedderSpec(opts.embedder).kind === "openai";
-        const ledger = paid ? await BudgetLedger.open(join(dir, "ledger.jsonl"), opts.maxUsd) : undefined;
-        const embedder = await createEmbedder(opts.embedder, { batchSize: opts.batchSize, ...(ledger ? { ledger } : {}) });
+        // --max-usd caps this stage's spend; paid vectors are kept so a rerun (after a kill) pays nothing twice
+        const ledger = paid ? await BudgetLedger.open(join(dir, "ledger.jsonl"), opts.maxUsd, { capStage: "validate" }) : undefined;
+        const embedder = await createEmbedder(opts.embedder, {
+          batchSize: opts.batchSize,
+          ...(ledger ? { ledger, cachePath: join(dir, "embeddings-paid.jsonl") } : {}),
+        });
 
         const bar = opts.quiet
           ? undefined
@@ -190,9 +198,32 @@ export function registerValidate(program: Command): void {
             lines.push(`report: ${path}`);
           }
           process.stdout.write(lines.join("\n") + "\n");
+          const spend = ledger?.totals() ?? (await readLedgerTotals(join(dir, "ledger.jsonl")));
+          process.stdout.write(
+            JSON.stringify({
+              status: "completed",
+              exit_code: 0,
+              out: dir,
+              chains: c.chains,
+              accepted: c.accepted,
+              repaired: c.repaired,
+              rejected: c.rejected,
+              usd: spend ? Math.round(spend.spentUsd * 1e9) / 1e9 : null,
+              by_stage: spend?.byStage ?? null,
+              cap_usd: opts.maxUsd ?? null,
+              reason: null,
+            }) + "\n",
+          );
+        } catch (error) {
+          bar?.stop();
+          // every exit prints the JSON summary (status, spend by stage, reason)
+          process.stdout.write(JSON.stringify(validateExitSummary(dir, error, ledger?.totals(), opts.maxUsd)) + "\n");
+          throw error;
         } finally {
           bar?.stop();
           await embedder.dispose();
+          await ledger?.close();
+          if (ledger) recordStageSpend(dir, ledger.totals());
         }
       }),
     );
@@ -234,4 +265,30 @@ async function runJudges(dir: string, mode: Exclude<JudgeMode, "embedder">, opts
     await llm?.reranker.dispose();
     await llm?.ledger.close();
   }
+}
+
+function validateExitSummary(dir: string, error: unknown, totals: LedgerTotals | undefined, capUsd: number | undefined) {
+  const code = exitCodeFor(error);
+  return {
+    status: code === 3 ? "budget_reached" : code === 2 ? "bad_input" : code === 130 ? "interrupted" : "failed",
+    exit_code: code,
+    out: dir,
+    chains: null,
+    usd: totals ? Math.round(totals.spentUsd * 1e9) / 1e9 : null,
+    by_stage: totals?.byStage ?? null,
+    cap_usd: capUsd ?? null,
+    reason: error instanceof Error ? error.message : String(error),
+  };
+}
+
+/** run.json's totals.by_stage follow the ledger after a paid validate (totals.usd stays generation's spend). */
+function recordStageSpend(dir: string, totals: LedgerTotals): void {
+  const path = join(dir, "run.json");
+  const run = readJsonObjectIfPresent(path);
+  if (!run || typeof run.totals !== "object" || run.totals === null) return;
+  const byStage = Object.fromEntries(Object.entries(totals.byStage).map(([k, v]) => [k, { ...v, usd: Math.round(v.usd * 1e9) / 1e9 }]));
+  const next = { ...run, totals: { ...(run.totals as Record<string, unknown>), by_stage: byStage } };
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(next, null, 2) + "\n");
+  renameSync(tmp, path);
 }

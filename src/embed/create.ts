@@ -45,6 +45,8 @@ export interface CreateEmbedderOptions extends OnnxEmbedderOptions {
   maxRetries?: number;
   timeoutMs?: number;
   sleep?: (ms: number) => Promise<void>;
+  /** Paid vectors already bought are read from / appended to this JSONL file (OpenAI backend). */
+  cachePath?: string;
 }
 
 const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
@@ -98,6 +100,7 @@ export async function createEmbedder(spec: string | undefined, options: CreateEm
         ...(options.dimensions !== undefined ? { dimensions: options.dimensions } : {}),
         ...(options.maxRetries !== undefined ? { maxRetries: options.maxRetries } : {}),
         ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+        ...(options.cachePath !== undefined ? { cachePath: options.cachePath } : {}),
         ...(options.sleep !== undefined ? { sleep: options.sleep } : {}),
       });
     case "registry":

@@ -8,6 +8,7 @@ import type { EvalMetric } from "../eval/index.ts";
 import { StreamingHistogram } from "../validate/histogram.ts";
 import { reasonKind } from "../validate/policy.ts";
 import { runCost, type RunCost } from "../validate/cost.ts";
+import { readMine, type MineReportData } from "./mine.ts";
 
 /**
  * Everything report.html shows, gathered from a run directory in one streaming pass over
@@ -87,6 +88,8 @@ export interface ReportData {
   worst: ExampleChain[];
   eval: EvalData | null;
   judges: JudgeReport | null;
+  /** mine.json, when `rankchain mine` ran on this run. */
+  mine?: MineReportData | null;
 }
 
 const MAX_STEPS = 256;
@@ -316,5 +319,6 @@ export async function collectReportData(runDir: string): Promise<ReportData> {
     worst: worst.values(),
     eval: readEval(runDir),
     judges: readJudges(summary),
+    mine: readMine(runDir),
   };
 }

@@ -6,7 +6,3 @@ export { EmbedderReranker } from "./embedder.ts";
 export { CrossEncoder, sigmoid, type CrossEncoderOptions } from "./cross-encoder.ts";
 export { PointwiseYesNoReranker, logSumExp } from "./pointwise.ts";
 export { createLlmReranker, type LlmJudgeSettings } from "./build.ts";
-export { readRerankFile, type RerankQuery } from "./rerank-file.ts";
-export { ndcgAt, averagePrecision, reciprocalRankAt } from "./metrics.ts";
-export { evaluateRerankers, formatRerankTable, RERANKER_NAMES, type RerankerName, type RerankRow, type RerankEvaluation, type EvaluateRerankersOptions } from "./evaluate.ts";
-export { runRerankEval, parseRerankers, parseDepths, defaultEvalOut, type RerankEvalOptions } from "./eval-run.ts";

@@ -5,7 +5,7 @@ import { ConfigError, InterruptedError } from "../errors.ts";
 import type { Embedder } from "../embed/types.ts";
 import { mulberry32 } from "../util/random.ts";
 import { CosineLshIndex } from "../validate/lsh.ts";
-import { BloomFilter, UniformReservoir, WeightedReservoir, createHashedEmbedder, hash32, trigramVector } from "./sketch.ts";
+import { BloomFilter, TrigramMatcher, UniformReservoir, WeightedReservoir, createHashedEmbedder, hash32 } from "./sketch.ts";
 import { listSources, openSource, type BlockStats, type SourceFile } from "./sources.ts";
 import { dedupKey, filterSentence, sentenceSegmenter, splitSentences, type FilterReason } from "./text.ts";
 
@@ -278,14 +278,13 @@ export async function extractSeeds(options: SeedsOptions): Promise<SeedsSummary>
   // ---- holdout: drop near copies of the chosen seeds
   let droppedNearSeed = 0;
   if (holdoutOut && holdoutTmp) {
-    const seedIndex = new CosineLshIndex<number>({ dimensions: 512, seed: o.seed + 2 });
-    seeds.forEach((s, i) => seedIndex.add(i, trigramVector(s.text)));
+    const matcher = new TrigramMatcher(seeds.map((s) => s.text));
     const final = createWriteStream(holdoutOut + ".tmp", { encoding: "utf8" });
     let n = 0;
     const rl = createInterface({ input: createReadStream(holdoutTmp, { encoding: "utf8" }), crlfDelay: Infinity });
     for await (const line of rl) {
       if (line === "") continue;
-      if (seedIndex.nearest(trigramVector(line), o.holdoutNearSeed)) {
+      if (matcher.best(line).cosine >= o.holdoutNearSeed) {
         droppedNearSeed++;
         continue;
       }
@@ -347,32 +346,37 @@ export function kCenterGreedy(vectors: readonly Float32Array[], k: number, group
   const n = vectors.length;
   if (n === 0 || k <= 0) return [];
   const d = vectors[0]!.length;
+  const flat = new Float32Array(n * d);
+  vectors.forEach((v, i) => flat.set(v, i * d));
   const mean = new Float32Array(d);
-  for (const v of vectors) for (let i = 0; i < d; i++) mean[i]! += v[i]!;
-  const dot = (a: Float32Array, b: Float32Array) => {
-    let s = 0;
-    for (let i = 0; i < d; i++) s += a[i]! * b[i]!;
-    return s;
-  };
+  for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) mean[j]! += flat[i * d + j]!;
   const minDist = new Float64Array(n).fill(Infinity);
   const taken = new Uint8Array(n);
-  const groupCount = new Map<string, number>();
-  const groupLeft = new Map<string, number>();
-  if (groups) for (const g of groups) groupLeft.set(g, (groupLeft.get(g) ?? 0) + 1);
+  // groups as small integers, so the balancing test in the inner loop is an array read
+  const groupOf = new Int32Array(n);
+  const groupIds = new Map<string, number>();
+  if (groups) groups.forEach((g, i) => (groupOf[i] = groupIds.get(g) ?? groupIds.set(g, groupIds.size).get(g)!));
+  const groupCount = new Int32Array(Math.max(1, groupIds.size));
+  const groupLeft = new Int32Array(Math.max(1, groupIds.size));
+  if (groups) for (let i = 0; i < n; i++) groupLeft[groupOf[i]!]!++;
   const picked: number[] = [];
-  while (picked.length < Math.min(k, n)) {
-    let allowed: ((i: number) => boolean) | undefined;
+  const want = Math.min(k, n);
+  while (picked.length < want) {
+    let least = 0;
     if (groups) {
-      let least = Infinity;
-      for (const [g, left] of groupLeft) if (left > 0) least = Math.min(least, groupCount.get(g) ?? 0);
-      allowed = (i) => (groupCount.get(groups[i]!) ?? 0) === least;
+      least = Infinity;
+      for (let g = 0; g < groupLeft.length; g++) if (groupLeft[g]! > 0) least = Math.min(least, groupCount[g]!);
     }
     let best = -1;
     let bestScore = -Infinity;
     for (let i = 0; i < n; i++) {
-      if (taken[i] || (allowed && !allowed(i))) continue;
-      // first pick: the most typical vector; later: the farthest from the picked set
-      const score = picked.length === 0 ? dot(vectors[i]!, mean) : minDist[i]!;
+      if (taken[i] || (groups && groupCount[groupOf[i]!] !== least)) continue;
+      let score: number;
+      if (picked.length === 0) {
+        // first pick: the most typical vector
+        score = 0;
+        for (let j = 0, o = i * d; j < d; j++) score += flat[o + j]! * mean[j]!;
+      } else score = minDist[i]!; // later: the farthest from the picked set
       if (score > bestScore) {
         bestScore = score;
         best = i;
@@ -382,17 +386,18 @@ export function kCenterGreedy(vectors: readonly Float32Array[], k: number, group
     taken[best] = 1;
     picked.push(best);
     if (groups) {
-      const g = groups[best]!;
-      groupCount.set(g, (groupCount.get(g) ?? 0) + 1);
-      groupLeft.set(g, groupLeft.get(g)! - 1);
+      groupCount[groupOf[best]!]!++;
+      groupLeft[groupOf[best]!]!--;
     }
-    const c = vectors[best]!;
+    const c = best * d;
     for (let i = 0; i < n; i++) {
       if (taken[i]) continue;
-      const dist = 1 - dot(vectors[i]!, c);
+      let dot = 0;
+      for (let j = 0, o = i * d; j < d; j++) dot += flat[o + j]! * flat[c + j]!;
+      const dist = 1 - dot;
       if (dist < minDist[i]!) minDist[i] = dist;
     }
-    onPick?.(picked.length, Math.min(k, n));
+    onPick?.(picked.length, want);
   }
   return picked;
 }

@@ -128,6 +128,53 @@ export class UniformReservoir<T> {
   }
 }
 
+/** Sparse unit vector of hashed character trigrams: parallel index/value arrays. */
+export function trigramSparse(text: string, dims = 512): { idx: Int32Array; val: Float32Array } {
+  const dense = trigramVector(text, dims);
+  let nnz = 0;
+  for (let i = 0; i < dims; i++) if (dense[i] !== 0) nnz++;
+  const idx = new Int32Array(nnz);
+  const val = new Float32Array(nnz);
+  for (let i = 0, j = 0; i < dims; i++) if (dense[i] !== 0) (idx[j] = i), (val[j++] = dense[i]!);
+  return { idx, val };
+}
+
+/**
+ * Exact cosine search of short texts against a small fixed set (the chosen seeds) by character
+ * trigrams, through an inverted index over the hashed dimensions: a query costs its non-zero
+ * trigrams times the seeds sharing each one, not a dense pass over every seed.
+ */
+export class TrigramMatcher {
+  private readonly postings: { seed: number; val: number }[][];
+  private readonly acc: Float32Array;
+  constructor(
+    texts: readonly string[],
+    private readonly dims = 512,
+  ) {
+    this.postings = Array.from({ length: dims }, () => []);
+    this.acc = new Float32Array(texts.length);
+    texts.forEach((t, seed) => {
+      const { idx, val } = trigramSparse(t, dims);
+      for (let j = 0; j < idx.length; j++) this.postings[idx[j]!]!.push({ seed, val: val[j]! });
+    });
+  }
+
+  /** The highest cosine of `text` to any of the texts, with its index (-1 when none overlap). */
+  best(text: string): { index: number; cosine: number } {
+    const { idx, val } = trigramSparse(text, this.dims);
+    const acc = this.acc;
+    acc.fill(0);
+    for (let j = 0; j < idx.length; j++) {
+      const v = val[j]!;
+      for (const p of this.postings[idx[j]!]!) acc[p.seed]! += v * p.val;
+    }
+    let index = -1;
+    let cosine = 0;
+    for (let i = 0; i < acc.length; i++) if (acc[i]! > cosine) (cosine = acc[i]!), (index = i);
+    return { index, cosine };
+  }
+}
+
 /** Unit vector of hashed character trigrams (of the lower-cased, space-padded text). */
 export function trigramVector(text: string, dims = 512): Float32Array {
   const v = new Float32Array(dims);

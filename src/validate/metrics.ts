@@ -1,3 +1,4 @@
+import { isAppend } from "../util/text.ts";
 import { hasMarkupDebris, instructionEchoTerms, matchPatterns } from "./patterns.ts";
 import { kendallTauB, robustZ, spearman } from "./stats.ts";
 import { cosineMatrix } from "./vector.ts";
@@ -75,11 +76,6 @@ export interface ChainMetrics {
   unrelated: number[];
 }
 
-/** Lower-case words (letters and digits) of a sentence. */
-export function words(s: string): string[] {
-  return s.toLowerCase().normalize("NFKC").match(/[\p{L}\p{N}]+/gu) ?? [];
-}
-
 /** 1 − Levenshtein distance / length of the longer string (1 = identical). */
 export function textSimilarity(a: string, b: string): number {
   if (a === b) return 1;
@@ -93,23 +89,6 @@ export function textSimilarity(a: string, b: string): number {
     prev = cur;
   }
   return 1 - prev[m]! / Math.max(n, m);
-}
-
-/**
- * Does `cur` repeat `prev` and add several words at its start or end? Most of prev's words
- * (share `keep`) must come back as the head or the tail of cur, and cur must be at least
- * `minWords` words (and 30 %) longer. A rewrite that inserts a phrase in the middle ("napping on
- * the sofa" → "playing with a ball of yarn on the sofa") is a change of meaning, not creep.
- */
-export function isAppend(prev: string, cur: string, keep: number, minWords: number): boolean {
-  const a = words(prev);
-  const b = words(cur);
-  if (a.length === 0 || b.length - a.length < Math.max(minWords, 0.3 * a.length)) return false;
-  let head = 0;
-  while (head < a.length && a[head] === b[head]) head++;
-  let tail = 0;
-  while (tail < a.length && a[a.length - 1 - tail] === b[b.length - 1 - tail]) tail++;
-  return Math.max(head, tail) >= keep * a.length;
 }
 
 /** Correlations for a similarity profile, in the documented sign convention. */

@@ -60,6 +60,28 @@ describe("BudgetLedger", () => {
     await expect(refused).rejects.toBeInstanceOf(BudgetExceededError);
   });
 
+  it("under a cap, a model's first call goes out alone: nothing else for that model starts until an answer with usage is seen", async () => {
+    const ledger = BudgetLedger.inMemory(100);
+    const first = await ledger.reserve(res(0.1));
+    let second = false;
+    const pending = ledger.reserve(res(0.1)).then((r) => ((second = true), r));
+    const other = await ledger.reserve({ ...res(0.1), model: "other" }); // another model is not held back
+    await new Promise((r) => setTimeout(r, 5));
+    expect(second).toBe(false);
+    await ledger.charge(first, { inputTokens: 10, outputTokens: 0 });
+    await ledger.charge(await pending, { inputTokens: 10, outputTokens: 0 });
+    // once learned, calls to it run concurrently
+    const a = await ledger.reserve(res(0.1));
+    const b = await ledger.reserve(res(0.1));
+    expect(ledger.inFlight()).toBe(3);
+    for (const r of [a, b, other]) await ledger.release(r, "test");
+    // without a cap nothing is held back
+    const free = BudgetLedger.inMemory(undefined);
+    await free.reserve(res(0.1));
+    await free.reserve(res(0.1));
+    expect(free.inFlight()).toBe(2);
+  });
+
   it("on reopen, charges reservations left in flight by a killed process at their worst case", async () => {
     const path = join(tmp(), "ledger.jsonl");
     const l1 = await BudgetLedger.open(path, 10);

@@ -85,6 +85,7 @@ describe("rankchain generate (CLI)", () => {
     const b = await cli(["generate", "--input", input, "--out", join(dir, "b"), "--provider", "openai", "--model", "gpt-4o-mini", "--steering", "cfg"], { env: { OPENAI_API_KEY: KEY } });
     expect(b.code).toBe(2);
     expect(b.stderr).toMatch(/--steering: .*cfg needs next-token log-probabilities/);
+    expect(JSON.parse(b.stdout.trim().split("\n").pop()!)).toMatchObject({ status: "bad_input", exit_code: 2, usd: null, reason: expect.stringMatching(/cfg/) });
     const c = await cli(["generate", "--input", input, "--out", join(dir, "c"), "--provider", "openai-compatible", "--model", "x", "--base-url", server.baseURL, "--max-usd", "1"]);
     expect(c.code).toBe(2);
     expect(c.stderr).toMatch(/no price/);

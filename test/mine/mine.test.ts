@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createEmbedder, type Embedder } from "../../src/embed/index.ts";
 import { modelsDir } from "../../src/config/paths.ts";
 import { mineHardNegatives, mineRun, type GroupRecord, type MineRunSummary } from "../../src/mine/index.ts";
+import { runPosttrain } from "../../src/posttrain/index.ts";
+import { pythonMissing } from "../embed/helpers.ts";
 
 process.env.HF_HUB_OFFLINE = "1";
 
@@ -107,6 +109,35 @@ describe.skipIf(skipReason !== undefined)("rankchain mine with the two carried e
     expect(r.groups.find((g) => g.chain_id === "c0")!.negatives.map((n) => n.text)).toContain(PLANTED);
     expect(r.summary.dropped.guard.count).toBe(0);
   });
+
+  it("groups.jsonl round-trips into training: chain_listmle:1,lce:0.5 on the run directory", async () => {
+    const py = pythonMissing();
+    if (py) {
+      console.warn(`skipping the training round trip: ${py}`);
+      return;
+    }
+    const out = join(dir, "post");
+    const r = await runPosttrain({
+      data: dir,
+      baseModel: join(modelsDir(), "all-MiniLM-L6-v2"),
+      out,
+      loss: "chain_listmle:1,lce:0.5",
+      device: "cpu",
+      maxSteps: 1,
+      batchChains: 3,
+      batchGroups: 3,
+      maxSeqLength: 32,
+      noExport: true,
+    });
+    expect(r.exitCode, r.stderrTail.join("\n")).toBe(0);
+    const rec = JSON.parse(readFileSync(join(out, "training.json"), "utf8")) as {
+      final_loss_parts: Record<string, number>;
+      groups: { file: string; groups: number; group_size: number };
+    };
+    expect(Object.keys(rec.final_loss_parts).sort()).toEqual(["chain_listmle", "lce"]);
+    expect(rec.final_loss_parts.lce).toBeGreaterThan(0);
+    expect(rec.groups).toMatchObject({ file: join(dir, "groups.jsonl"), groups: 6, group_size: 4 });
+  }, 300_000);
 
   it("the HNSW path (pool above --exact-max) gives the same groups on a small pool", async () => {
     const chains = CHAINS.map((s, i) => ({ id: `c${i}`, sentences: s }));

@@ -1,6 +1,6 @@
 /**
- * The reranking evaluation: metrics against hand-computed values, the rerank file's errors, and
- * rerankers side by side (the LLM through the real `openai` SDK against the loopback server).
+ * The reranking evaluation of `eval --rerank FILE --rerankers …` (metrics and file format: src/eval/rerank.ts):
+ * rerankers side by side, the LLM through the real `openai` SDK against the loopback server.
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -9,57 +9,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BudgetLedger } from "../../src/budget/ledger.ts";
 import { costUsd } from "../../src/config/prices.ts";
 import { createOpenAIModel } from "../../src/llm/openai/index.ts";
-import {
-  averagePrecision,
-  evaluateRerankers,
-  LlmListwiseReranker,
-  ndcgAt,
-  orderByScores,
-  readRerankFile,
-  reciprocalRankAt,
-  zeroUsage,
-  type Reranker,
-} from "../../src/rerank/index.ts";
+import { evaluateRerankers } from "../../src/eval/index.ts";
+import { LlmListwiseReranker, orderByScores, zeroUsage, type Reranker } from "../../src/rerank/index.ts";
 import { defaultModelDir } from "../embed/helpers.ts";
 import { startOpenAIServer, type OpenAIServer } from "../servers/index.ts";
 import { REPO_ROOT, tmpDir } from "../validate/helpers.ts";
 import { rankingResponder, taggedRelevance, type BillingLog } from "./helpers.ts";
-
-describe("ranking metrics", () => {
-  it("nDCG@10, AP and MRR@10 match hand-computed values", () => {
-    const gains = [0, 1, 0, 1]; // candidates 1 and 3 relevant
-    const ranking = [0, 1, 2, 3]; // relevant at ranks 2 and 4
-    const dcg = 1 / Math.log2(3) + 1 / Math.log2(5);
-    const idcg = 1 + 1 / Math.log2(3);
-    expect(ndcgAt(ranking, gains)).toBeCloseTo(dcg / idcg, 12);
-    expect(averagePrecision(ranking, gains)).toBeCloseTo((1 / 2 + 2 / 4) / 2, 12);
-    expect(reciprocalRankAt(ranking, gains)).toBe(0.5);
-    expect(ndcgAt([1, 3, 0, 2], gains)).toBe(1);
-    expect(reciprocalRankAt([0, 1, 2], [0, 0, 1], 2)).toBe(0);
-    // graded: a grade-2 item first beats a grade-1 item first
-    expect(ndcgAt([0, 1], [2, 1])).toBe(1);
-    expect(ndcgAt([1, 0], [2, 1])).toBeLessThan(1);
-  });
-});
-
-describe("readRerankFile", () => {
-  it("reads queries and optional grades; bad lines name file:line and field", () => {
-    const dir = tmpDir("rerank-file");
-    const f = join(dir, "r.jsonl");
-    writeFileSync(f, `{"query":"q","positive":["a"],"negative":["b","c"]}\n\n{"query":"q2","positive":["a","b"],"positive_grades":[2,1]}\n`);
-    const qs = readRerankFile(f);
-    expect(qs.map((q) => [q.line, q.grades, q.negative.length])).toEqual([
-      [1, [1], 2],
-      [3, [2, 1], 0],
-    ]);
-    writeFileSync(f, `{"query":"q","positive":["a"]}\n{"query":"q","positive":"a"}\n`);
-    expect(() => readRerankFile(f)).toThrow(/r\.jsonl:2 \(field "positive"\)/);
-    writeFileSync(f, `{"query":"q","positive":["a"],"positive_grades":[0]}\n`);
-    expect(() => readRerankFile(f)).toThrow(/field "positive_grades"/);
-    writeFileSync(f, `{"query":"q","positive":[]}\n`);
-    expect(() => readRerankFile(f)).toThrow(/at least one positive/);
-  });
-});
 
 /** Scores passages by their "#N" tag, optionally inverted (a bad first stage). */
 class TagReranker implements Reranker {
@@ -88,11 +43,9 @@ describe("evaluateRerankers", () => {
   it("puts quality, USD and ms per query side by side; depth limits what a reranker can fix; cascade = CE then LLM", async () => {
     // 2 positives (#9, #8) and 8 negatives (#1..#7, #0) per query; the first stage ranks them upside down
     const queries = [0, 1, 2].map((q) => ({
-      line: q + 1,
       query: `query ${q}`,
       positive: [`pos a${q} #9`, `pos b${q} #8`],
       negative: Array.from({ length: 8 }, (_, k) => `neg ${q}-${k} #${k}`),
-      grades: [1, 1],
     }));
     const billing: BillingLog = { calls: [] };
     srv.setResponder(rankingResponder({ relevance: taggedRelevance, billing, usage: { inputTokens: 200, outputTokens: 30 } }));
@@ -111,13 +64,13 @@ describe("evaluateRerankers", () => {
     const row = (r: string, d: number | null) => e.rows.find((x) => x.reranker === r && x.depth === d)!;
     expect(e.queries).toBe(3);
     expect(e.candidates_per_query).toEqual({ min: 10, mean: 10, max: 10 });
-    expect(row("embedder", null)["ndcg@10"]).toBeLessThan(0.5);
-    expect(row("embedder", null)["mrr@10"]).toBeCloseTo(1 / 9, 4);
+    expect(row("embedder", null)["ndcg@10"]).toBeLessThan(50);
+    expect(row("embedder", null)["mrr@10"]).toBeCloseTo(100 / 9, 2);
     // depth 2 reorders only the two worst: nothing to fix; depth 10 covers all candidates
     expect(row("cross-encoder", 2)["ndcg@10"]).toBe(row("embedder", null)["ndcg@10"]);
-    expect(row("cross-encoder", 10)).toMatchObject({ "ndcg@10": 1, map: 1, "mrr@10": 1, usd_per_query: 0 });
-    expect(row("llm", 10)).toMatchObject({ "ndcg@10": 1, map: 1, "mrr@10": 1 });
-    expect(row("cascade", 10)).toMatchObject({ "ndcg@10": 1, map: 1 });
+    expect(row("cross-encoder", 10)).toMatchObject({ "ndcg@10": 100, map: 100, "mrr@10": 100, usd_per_query: 0 });
+    expect(row("llm", 10)).toMatchObject({ "ndcg@10": 100, map: 100, "mrr@10": 100 });
+    expect(row("cascade", 10)).toMatchObject({ "ndcg@10": 100, map: 100 });
     // the LLM rows cost what the server billed: llm at 2 depths + cascade at 2 depths, 1 window each, 3 queries
     const perCall = costUsd(price, 200, 30);
     expect(billing.calls).toHaveLength(12);
@@ -128,7 +81,7 @@ describe("evaluateRerankers", () => {
   });
 
   it("an LLM reranker that reaches its cap stops; its row covers fewer queries and says so", async () => {
-    const queries = [0, 1, 2, 3].map((q) => ({ line: q + 1, query: `q${q}`, positive: ["p #9"], negative: ["n #1", "m #2"], grades: [1] }));
+    const queries = [0, 1, 2, 3].map((q) => ({ query: `q${q}`, positive: ["p #9"], negative: ["n #1", "m #2"] }));
     srv.setResponder(rankingResponder({ relevance: taggedRelevance, usage: { inputTokens: 50, outputTokens: 10 } }));
     const price = { input: 0.15, output: 0.6 };
     const model = createOpenAIModel({ model: "gpt-4o-mini", apiKey: KEY, baseURL: srv.baseURL });
@@ -162,11 +115,11 @@ describe.skipIf(Boolean(missing))("rankchain eval --rerank --rerankers (CLI, rea
     const out = execFileSync(process.execPath, [join(REPO_ROOT, "bin", "rankchain.js"), "eval", "--rerank", f, "--rerankers", "embedder", "--embedder", MINILM, "--out", join(dir, "eval.json")], {
       env: { ...process.env, HF_HUB_OFFLINE: "1", ONNXRUNTIME_NODE_INSTALL: "skip" },
     }).toString();
-    expect(out).toMatch(/nDCG@10/);
+    expect(out).toMatch(/nDCG@10 x100/);
     const doc = JSON.parse(readFileSync(join(dir, "eval.json"), "utf8"));
     expect(doc.primary_metric).toBe("stsb_spearman");
     expect(doc.metrics).toHaveLength(1);
-    expect(doc.rerank.rows[0]).toMatchObject({ reranker: "embedder", queries: 2, "mrr@10": 1 });
+    expect(doc.rerank.rows[0]).toMatchObject({ reranker: "embedder", queries: 2, "mrr@10": 100 });
   }, 120_000);
 
   it("bad usage exits 2 naming the flag", () => {

@@ -27,7 +27,25 @@ import {
 } from "./common.ts";
 import { defaultReply, fnv1a, truncateToTokens, type RequestView } from "./default-responder.ts";
 
+/**
+ * How the server treats `response_format`:
+ * - "openai" (default): json_schema honoured (the reply is JSON of the schema), json_object too;
+ * - "llama-cpp-python": like `python -m llama_cpp.server` 0.3.x — a json_schema request fails with
+ *   HTTP 500 and its pydantic message ("Input should be 'text' or 'json_object'") in an OpenAI-style
+ *   error of type internal_server_error; `{type: "json_object", schema}` is honoured (grammar);
+ * - "ignore": response_format is dropped entirely, as by servers that do not know it: a ladder
+ *   prompt gets a chatty answer, JSON in a code fence after a line of prose.
+ */
+export type StructuredOutputBehaviour = "openai" | "llama-cpp-python" | "ignore";
+
+/** The 500 body llama-cpp-python 0.3.x sends for response_format json_schema (RouteErrorHandler). */
+export const LLAMA_CPP_PYTHON_JSON_SCHEMA_ERROR =
+  "1 validation error for CreateChatCompletionRequest\nresponse_format.type\n  Input should be 'text' or 'json_object' " +
+  "[type=literal_error, input_value='json_schema', input_type=str]\n    For further information visit https://errors.pydantic.dev/2.11/v/literal_error";
+
 export interface OpenAIServerOptions {
+  /** How response_format is treated (default "openai"). */
+  structuredOutput?: StructuredOutputBehaviour;
   /** Decides each chat completion reply; default: defaultReply (a deterministic rewrite). */
   responder?: Responder;
   /** Decides each embeddings reply (only error/malformed/reset/raw are used; else vectors). */
@@ -228,10 +246,33 @@ export async function startOpenAIServer(options: OpenAIServerOptions = {}): Prom
           role: String(m.role),
           content: typeof m.content === "string" ? m.content : JSON.stringify(m.content),
         }));
-        const schema = b.response_format?.type === "json_schema" ? b.response_format.json_schema?.schema : undefined;
+        const behaviour = options.structuredOutput ?? "openai";
+        const rfType: unknown = b.response_format?.type;
+        if (behaviour === "llama-cpp-python" && rfType === "json_schema") {
+          return { kind: "result", result: errorResult(500, LLAMA_CPP_PYTHON_JSON_SCHEMA_ERROR, null, "internal_server_error") };
+        }
+        const schema =
+          behaviour === "ignore"
+            ? undefined
+            : rfType === "json_schema"
+              ? b.response_format.json_schema?.schema
+              : rfType === "json_object"
+                ? (b.response_format.schema ?? { type: "object", properties: { steps: { type: "array", items: { type: "string" } } } })
+                : undefined;
+        const chatty = behaviour === "ignore" && b.response_format !== undefined;
         const maxTokens: number | undefined = b.max_completion_tokens ?? b.max_tokens ?? undefined;
         const view: RequestView = { model, messages, maxTokens, schema };
-        const ctx = { index, requests: chatRequests, defaultReply: () => defaultReply(view) };
+        const ctx = {
+          index,
+          requests: chatRequests,
+          defaultReply: (): Reply => {
+            if (!chatty) return defaultReply(view);
+            // what a model says to the ladder prompt without the constraint: prose, then fenced JSON
+            const asJson = defaultReply({ ...view, schema: { type: "object", properties: { steps: { type: "array", items: { type: "string" } } } } });
+            const value = asJson.type === "json" ? asJson.value : {};
+            return { type: "text", text: "Sure! Here is the chain you asked for:\n\n```json\n" + JSON.stringify(value, null, 2) + "\n```" };
+          },
+        };
         const reply = await (responder ?? ((_r, c) => c.defaultReply()))(req, ctx);
         const count = await openAIServerCounter(model);
         const templated = options.tokenize !== undefined && openAIEncodingFor(model) === undefined;

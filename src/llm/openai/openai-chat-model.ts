@@ -5,7 +5,8 @@
  * missing key).
  */
 import OpenAI from "openai";
-import { loadApiKey } from "../../config/env.ts";
+import { loadApiKey, redactUrl } from "../../config/env.ts";
+import { ConfigError } from "../../errors.ts";
 import { joinUrl, parseSettings, readResponseJson, redactingLogger, toProviderCallError } from "../errors.ts";
 import { conservativeTokenBound, CONSERVATIVE_METHOD, countOpenAIChatTokens } from "../tokens.ts";
 import type {
@@ -30,6 +31,40 @@ import {
   type OpenAIModelSettings,
   type ReasoningEffort,
 } from "./openai-options.ts";
+
+/**
+ * A base URL as the SDK needs it: query parameters (`?api-version=…`, `?key=…`) become the SDK's
+ * defaultQuery — the SDK appends paths to the base URL as a string, so a query left in it would
+ * end up in front of "/chat/completions".
+ */
+export function splitBaseUrl(url: string): { baseURL: string; query: Record<string, string> | undefined } {
+  const u = new URL(url);
+  if (u.search === "") return { baseURL: url, query: undefined };
+  const query = Object.fromEntries(u.searchParams.entries());
+  u.search = "";
+  return { baseURL: u.toString(), query };
+}
+
+/**
+ * Refuses a base URL with user-info (`https://user:token@host`): Node's fetch will not send a
+ * request to such a URL, so every call would fail as a "connection error". Exit 2 instead, with the
+ * URL shown redacted.
+ */
+export function checkBaseUrlCredentials(url: string | undefined, what: string): void {
+  if (url === undefined) return;
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return; // the settings schema reports a malformed URL
+  }
+  if (u.username !== "" || u.password !== "") {
+    throw new ConfigError(
+      `${what}: the base URL holds credentials (${redactUrl(url)}); Node's fetch refuses such URLs — ` +
+        "remove the user:password@ part and put the key in OPENAI_API_KEY (a key in a query parameter such as ?key= is fine)",
+    );
+  }
+}
 
 /** Placeholder key for local servers that need none (they ignore the Authorization header). */
 export const NO_KEY_PLACEHOLDER = "not-needed";
@@ -74,9 +109,11 @@ export class OpenAIChatModel implements LanguageModel {
   private client(): { client: OpenAI; apiKey: string } {
     const apiKey = this.config.resolveApiKey();
     if (!this.cached || this.cached.key !== apiKey) {
+      const base = this.config.baseURL !== undefined ? splitBaseUrl(this.config.baseURL) : undefined;
       const client = new OpenAI({
         apiKey,
-        ...(this.config.baseURL !== undefined ? { baseURL: this.config.baseURL } : {}),
+        ...(base !== undefined ? { baseURL: base.baseURL } : {}),
+        ...(base?.query !== undefined ? { defaultQuery: base.query } : {}),
         ...(this.config.fetch !== undefined ? { fetch: this.config.fetch } : {}),
         maxRetries: 0,
         ...(this.config.timeoutMs !== undefined ? { timeout: this.config.timeoutMs } : {}),
@@ -155,6 +192,7 @@ export class OpenAIChatModel implements LanguageModel {
 export function createOpenAIModel(settings: OpenAIModelSettings): OpenAIChatModel {
   const given = { ...settings, baseURL: settings.baseURL === "" ? undefined : settings.baseURL };
   const s = parseSettings(openAIModelSettingsSchema, given, "openai model");
+  checkBaseUrlCredentials(s.baseURL, "openai");
   return new OpenAIChatModel({
     provider: "openai",
     dialect: "openai",

@@ -1,9 +1,8 @@
 import { performance } from "node:perf_hooks";
 import { BudgetExceededError } from "../errors.ts";
+import { addUsage, zeroUsage, type Reranker, type RerankUsage } from "../rerank/types.ts";
 import { mulberry32 } from "../util/random.ts";
-import { averagePrecision, ndcgAt, reciprocalRankAt } from "./metrics.ts";
-import type { RerankQuery } from "./rerank-file.ts";
-import { addUsage, zeroUsage, type Reranker, type RerankUsage } from "./types.ts";
+import { averagePrecision, candidates, ndcgAt, reciprocalRankAt, type RerankRecord } from "./rerank.ts";
 
 /**
  * The reranking evaluation (`rankchain eval --rerank FILE --rerankers … --depth …`): every query's
@@ -11,8 +10,8 @@ import { addUsage, zeroUsage, type Reranker, type RerankUsage } from "./types.ts
  * ranked by the embedder (the first stage); each other reranker then reorders the first stage's
  * top `depth` (the rest keeps first-stage order). `cascade` = the cross-encoder over the top
  * `depth`, then the LLM over the cross-encoder's top `window` — an LLM reordering the
- * cross-encoder's output. Quality (nDCG@10, MAP, MRR@10), USD and milliseconds per query are
- * reported side by side. An LLM reranker that reaches its cap stops; its row then covers fewer
+ * cross-encoder's output. Quality (nDCG@10, MAP, MRR@10, ×100 with src/eval/rerank.ts' definitions),
+ * USD and milliseconds per query are reported side by side. An LLM reranker that reaches its cap stops; its row then covers fewer
  * queries (`queries`, `incomplete: "budget"`).
  */
 export type RerankerName = "embedder" | "cross-encoder" | "llm" | "cascade" | "pointwise";
@@ -46,7 +45,7 @@ export interface RerankEvaluation {
 
 export interface EvaluateRerankersOptions {
   file: string;
-  queries: RerankQuery[];
+  queries: RerankRecord[];
   embedder: Reranker;
   crossEncoder?: Reranker | undefined;
   llm?: Reranker | undefined;
@@ -91,10 +90,7 @@ export async function evaluateRerankers(o: EvaluateRerankersOptions): Promise<Re
   const sizes: number[] = [];
 
   for (const [qi, q] of o.queries.entries()) {
-    const cands = shuffle(
-      [...q.positive.map((text, i) => ({ text, gain: q.grades[i]! })), ...q.negative.map((text) => ({ text, gain: 0 }))],
-      rand,
-    );
+    const cands = shuffle(candidates(q), rand);
     sizes.push(cands.length);
     const texts = cands.map((c) => c.text);
     const gains = cands.map((c) => c.gain);
@@ -124,12 +120,12 @@ export async function evaluateRerankers(o: EvaluateRerankersOptions): Promise<Re
           if (r === "cascade") {
             const ce = await o.crossEncoder!.rerank(q.query, topTexts);
             const head = ce.order.slice(0, window);
-            const llm = await o.llm!.rerank(q.query, head.map((i) => topTexts[i]!), { chainId: `query-${q.line}` });
+            const llm = await o.llm!.rerank(q.query, head.map((i) => topTexts[i]!), { chainId: `query-${qi + 1}` });
             order = [...llm.order.map((k) => head[k]!), ...ce.order.slice(window)];
             usage = addUsage(ce.usage, llm.usage);
           } else {
             const rr = r === "cross-encoder" ? o.crossEncoder : r === "llm" ? o.llm : o.pointwise;
-            const res = await rr!.rerank(q.query, topTexts, { chainId: `query-${q.line}` });
+            const res = await rr!.rerank(q.query, topTexts, { chainId: `query-${qi + 1}` });
             order = res.order;
             usage = res.usage;
           }
@@ -157,9 +153,9 @@ export async function evaluateRerankers(o: EvaluateRerankersOptions): Promise<Re
       id: idOf(name),
       depth: d === "all" ? null : Number(d),
       queries: a.n,
-      "ndcg@10": r4(a.ndcg / n),
-      map: r4(a.map / n),
-      "mrr@10": r4(a.mrr / n),
+      "ndcg@10": r2((a.ndcg / n) * 100),
+      map: r2((a.map / n) * 100),
+      "mrr@10": r2((a.mrr / n) * 100),
       usd_per_query: r9(a.usage.usd / n),
       ms_per_query: Math.round((a.ms / n) * 100) / 100,
       usd_total: r9(a.usage.usd),
@@ -175,22 +171,23 @@ export async function evaluateRerankers(o: EvaluateRerankersOptions): Promise<Re
     seed,
     rows,
     conventions:
-      "candidates = positives + negatives, shuffled (seed); the embedder ranks all (first stage); each other reranker reorders the first stage's top `depth`; cascade = cross-encoder over the top depth, then the LLM over its top 20; metrics are means over the queries in `queries`; ms_per_query is the reranker's own time (the first stage's is the embedder row)",
+      "candidates = positives + negatives, shuffled (seed); the embedder ranks all (first stage); each other reranker reorders the first stage's top `depth`; cascade = cross-encoder over the top depth, then the LLM over its top 20; metrics (x100, src/eval/rerank.ts definitions) are means over the queries in `queries`; ms_per_query is the reranker's own time (the first stage's is the embedder row)",
   };
 }
 
 const r4 = (x: number) => Math.round(x * 1e4) / 1e4;
+const r2 = (x: number) => Math.round(x * 100) / 100;
 const r9 = (x: number) => Math.round(x * 1e9) / 1e9;
 
 /** A plain-text table of the rows for the terminal. */
 export function formatRerankTable(e: RerankEvaluation): string {
-  const head = ["reranker", "depth", "nDCG@10", "MAP", "MRR@10", "USD/query", "ms/query", "queries"];
+  const head = ["reranker", "depth", "nDCG@10 x100", "MAP x100", "MRR@10 x100", "USD/query", "ms/query", "queries"];
   const rows = e.rows.map((r) => [
     r.reranker,
     r.depth === null ? "all" : String(r.depth),
-    r["ndcg@10"].toFixed(4),
-    r.map.toFixed(4),
-    r["mrr@10"].toFixed(4),
+    r["ndcg@10"].toFixed(2),
+    r.map.toFixed(2),
+    r["mrr@10"].toFixed(2),
     r.usd_per_query.toPrecision(3),
     r.ms_per_query.toFixed(1),
     `${r.queries}${r.incomplete ? " (cap)" : ""}`,

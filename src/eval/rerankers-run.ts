@@ -2,12 +2,9 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { ConfigError } from "../errors.ts";
 import type { ProviderName } from "../llm/types.ts";
-import { createLlmReranker } from "./build.ts";
-import { CrossEncoder } from "./cross-encoder.ts";
-import { EmbedderReranker } from "./embedder.ts";
-import { evaluateRerankers, RERANKER_NAMES, type RerankerName, type RerankEvaluation } from "./evaluate.ts";
-import { readRerankFile } from "./rerank-file.ts";
-import type { Reranker } from "./types.ts";
+import { createLlmReranker, CrossEncoder, EmbedderReranker, type Reranker } from "../rerank/index.ts";
+import { readRerankFile } from "./rerank.ts";
+import { evaluateRerankers, RERANKER_NAMES, type RerankerName, type RerankEvaluation } from "./rerankers.ts";
 
 export interface RerankEvalOptions {
   rerank: string;
@@ -49,7 +46,8 @@ export async function runRerankEval(o: RerankEvalOptions): Promise<{ evaluation:
   const needCe = names.includes("cross-encoder") || names.includes("cascade");
   const needLlm = names.includes("llm") || names.includes("cascade");
   if (needCe && !o.crossEncoder) throw new ConfigError("--rerankers cross-encoder/cascade need --cross-encoder DIR");
-  const queries = readRerankFile(o.rerank);
+  const queries = await readRerankFile(o.rerank);
+  if (queries.length === 0) throw new ConfigError("no records in the reranking file (--rerank)", { location: { file: o.rerank } });
   const { createEmbedder } = await import("../embed/index.ts");
   const embedder = new EmbedderReranker(await createEmbedder(o.embedder), true);
   const held: Reranker[] = [embedder];
@@ -72,7 +70,7 @@ export async function runRerankEval(o: RerankEvalOptions): Promise<{ evaluation:
     if (names.includes("pointwise")) {
       if ((o.llmProvider ?? "local") !== "local") throw new ConfigError("--rerankers pointwise needs a local model (--llm-provider local)");
       const { createLocalModel } = await import("../llm/local/index.ts");
-      const { PointwiseYesNoReranker } = await import("./pointwise.ts");
+      const { PointwiseYesNoReranker } = await import("../rerank/pointwise.ts");
       pointwise = new PointwiseYesNoReranker(await createLocalModel({ model: o.llmModel ?? "default", gpu: "auto" }), { ownsModel: true });
       held.push(pointwise);
     }
