@@ -162,3 +162,4 @@ export async function runEval(
   }
   return { exitCode: result.exitCode, outPath, copiedTo, document, error: result.error, stderrTail: result.stderrTail };
 }
+export { evaluateRerankers, formatRerankTable, RERANKER_NAMES, type RerankerName, type RerankRow, type RerankEvaluation, type EvaluateRerankersOptions } from "./rerankers.ts";

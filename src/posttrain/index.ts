@@ -13,6 +13,10 @@ export interface PosttrainOptions {
   out: string;
   loss?: string;
   teacher?: string;
+  /** Train a cross-encoder (one-label head on baseModel) instead of an embedder. */
+  crossEncoder?: boolean;
+  /** Cross-encoder directory for --loss distill. */
+  crossEncoderTeacher?: string;
   device?: "auto" | "cuda" | "cpu";
   precision?: "auto" | "fp32" | "fp16" | "bf16";
   epochs?: number;
@@ -53,6 +57,7 @@ const FLAGS: Array<[keyof PosttrainOptions, string]> = [
   ["out", "--out"],
   ["loss", "--loss"],
   ["teacher", "--teacher"],
+  ["crossEncoderTeacher", "--cross-encoder-teacher"],
   ["device", "--device"],
   ["precision", "--precision"],
   ["epochs", "--epochs"],
@@ -85,6 +90,7 @@ const SWITCHES: Array<[keyof PosttrainOptions, string]> = [
   ["gradientCheckpointing", "--gradient-checkpointing"],
   ["allowUnvalidated", "--allow-unvalidated"],
   ["noExport", "--no-export"],
+  ["crossEncoder", "--cross-encoder"],
   ["corrector", "--corrector"],
 ];
 
