@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto = bf16 (or fp16) autocast on CUDA, fp32 on CPU")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
-    p.add_argument("--lr", type=float, default=3e-6)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 3e-6; 2e-5 with --cross-encoder)")
     p.add_argument("--warmup-ratio", type=float, default=0.1)
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--max-grad-norm", type=float, default=1.0)
@@ -92,10 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--no-export", action="store_true", help="skip the ONNX export at the end")
     add_group_arguments(p)
+    p.add_argument("--cross-encoder", action="store_true",
+                   help="train a cross-encoder (one-label head on --base-model) on chain pairs with graded targets instead of an embedder")
+    p.add_argument("--cross-encoder-teacher", help="cross-encoder directory for --loss distill (e.g. OUT/model of posttrain --cross-encoder)")
     return p
 
 
 def check_args(args: argparse.Namespace) -> None:
+    if args.lr is None:  # the default depends on what is trained
+        args.lr = 2e-5 if getattr(args, "cross_encoder", False) else 3e-6
     def positive(name: str, v: float | int | None, integer: bool = False) -> None:
         if v is None:
             return
@@ -297,7 +302,8 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
     set_seed(args.seed)
     device = accelerator.device
     student = load_encoder(args.base_model, device=device, pooling=args.pooling, max_seq_length=args.max_seq_length)
-    loss_fn = CombinedLoss.from_spec(args.loss, tau=args.tau, tau2=args.tau2, omega=args.omega)
+    loss_fn = CombinedLoss.from_spec(args.loss, tau=args.tau, tau2=args.tau2, omega=args.omega,
+                                      cross_encoder_teacher=getattr(args, "cross_encoder_teacher", None))
     teacher = None
     if loss_fn.needs_teacher:
         if args.teacher:
@@ -429,7 +435,9 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
                     with torch.no_grad():
                         teacher_emb = embed(teacher, sentences[:n_chain], device, chunk_size=args.encode_chunk or None)
                 parts = loss_fn(student_emb, teacher_emb, lengths,
-                                groups=group_batch.embeddings(all_emb[n_chain:]) if group_batch else None)
+                                groups=group_batch.embeddings(all_emb[n_chain:]) if group_batch else None,
+                                context={"sentences": sentences[:n_chain], "student": base if world == 1 else None,
+                                         "progress": step / max(1, schedule.total_steps)})
             loss = torch.stack(list(parts.values())).sum()
             # One collective per step: every process learns every part's value (and finiteness).
             values = torch.stack([v.detach().float() for v in parts.values()]).unsqueeze(0)
@@ -532,7 +540,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     progress = Progress()
     try:
-        train(args, progress)
+        if args.cross_encoder:
+            from .cross_encoder import train_cross_encoder
+
+            check_args(args)
+            train_cross_encoder(args, progress)
+        else:
+            train(args, progress)
     except PosttrainError as e:
         progress.emit("error", message=str(e), exit_code=e.exit_code, kind=type(e).__name__)
         sys.stderr.write(f"rankchain_posttrain.train: {e}\n")

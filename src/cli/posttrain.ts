@@ -34,7 +34,7 @@ export function registerPosttrain(program: Command): void {
     .requiredOption("--data <run-dir>", "run directory with validated.jsonl (accepted and repaired chains; and groups.jsonl for --loss lce), or a groups file from rankchain mine")
     .requiredOption("--base-model <dir>", "student: sentence-transformers or Hugging Face encoder directory (or hub id)")
     .requiredOption("--out <dir>", "output directory")
-    .option("--loss <spec>", 'losses and weights, e.g. "chain_listmle" or "chain_listmle:1,lce:0.5" (chain_listmle, listnet, infonce; lce over mined groups)')
+    .option("--loss <spec>", 'losses and weights, e.g. "chain_listmle" or "chain_listmle:1,lce:0.5" (chain_listmle, listnet, infonce; lce over mined groups; distill from --cross-encoder-teacher)')
     .option("--teacher <dir>", "teacher model (its own tokenizer is fine); default: a frozen copy of the base model")
     .option("--device <device>", "auto | cuda | cpu", choice("--device", ["auto", "cuda", "cpu"] as const))
     .option("--precision <p>", "auto | fp32 | fp16 | bf16 (auto: bf16/fp16 autocast on CUDA, fp32 on CPU)", choice("--precision", ["auto", "fp32", "fp16", "bf16"] as const))
@@ -67,6 +67,8 @@ export function registerPosttrain(program: Command): void {
     .option("--corrector-every <n>", "re-encode that sample every N steps (default 1)", numberOption("--corrector-every", { int: true, min: 1 }))
     .option("--cache-guard <x>", "cache mode: skip candidates scored above x times the positive (default 0.95)", positive("--cache-guard"))
     .option("--no-export", "skip the ONNX export")
+    .option("--cross-encoder", "train a cross-encoder instead: a one-label head on --base-model, fitted to graded targets from chain distance; exports onnx/model.onnx (for validate --judge and eval --rerankers)")
+    .option("--cross-encoder-teacher <dir>", "cross-encoder directory that --loss distill learns from (e.g. OUT/model of posttrain --cross-encoder)")
     .option("--verbose", "show the Python side's stderr (library warnings)")
     .option("--json", "print the trainer's JSON progress lines on stdout instead of a bar")
     .action(
@@ -95,7 +97,9 @@ export function registerPosttrain(program: Command): void {
             `done: model in ${String(result.done.model)}` +
               (result.done.onnx ? ` (ONNX: ${String(result.done.onnx)})` : "") +
               (best ? `; kept step ${best.step}, best ${best.metric} ${best.value.toFixed(2)}` : "") +
-              `\nnext: rankchain eval --model ${String(result.done.model)} --baseline ${options.baseModel} --sts <sts.tsv> --data ${options.data}\n`,
+              (options.crossEncoder
+                ? `\nnext: rankchain validate ${options.data} --judge cascade --cross-encoder ${String(result.done.model)}\n`
+                : `\nnext: rankchain eval --model ${String(result.done.model)} --baseline ${options.baseModel} --sts <sts.tsv> --data ${options.data}\n`),
           );
         }
         return 0;
