@@ -110,6 +110,8 @@ describe("markup debris in cleaning (issue 13)", () => {
     ["Rock &amp; roll is loud.", "Rock & roll is loud."],
     ["<sentence><b>Two</b> babies cry.</sentence>", "Two babies cry."],
     ["A value x < 5 > 3 stays.", "A value x < 5 > 3 stays."],
+    ["<sentenceAddRewrit\u200f>She never instructed the cello.", "She never instructed the cello."],
+    ["<sentenceSupposed The dog waited outside.", "The dog waited outside."],
   ])("%s → %s", (raw, clean) => {
     const r = cleanStep(raw, [anchor]);
     expect(r.ok).toBe(true);
