@@ -33,6 +33,7 @@ from .data import Chain, load_chains
 from .errors import DataError, ModelLoadError, NonFiniteLossError
 from .evaluate import versions, write_json
 from .progress import Progress
+from .selection import effective_holdout_fraction, split_holdout
 
 MARKER_FILE = "rankchain_cross_encoder.json"
 DEFAULT_LR = 2e-5
@@ -201,15 +202,9 @@ def train_cross_encoder(args: argparse.Namespace, progress: Progress | None = No
         raise DataError(f"{out} already holds a training run; choose another --out", file=out)
     data = load_chains(args.data, allow_unvalidated=args.allow_unvalidated)
     chains = list(data.chains)
-    held: list[Chain] = []
-    if args.holdout_fraction > 0:
-        order = list(range(len(chains)))
-        random.Random(args.seed).shuffle(order)
-        n_hold = int(round(len(chains) * args.holdout_fraction))
-        if n_hold == 0 or n_hold >= len(chains):
-            raise DataError(f"--holdout-fraction {args.holdout_fraction} of {len(chains)} chains leaves nothing to train on or to hold out")
-        held = [chains[i] for i in order[:n_hold]]
-        chains = [chains[i] for i in order[n_hold:]]
+    # Same default as the bi-encoder (selection.py): hold 10% out once there are enough chains.
+    args.holdout_fraction = effective_holdout_fraction("heldout-chains", args.holdout_fraction, len(chains))
+    chains, held = split_holdout(chains, args.holdout_fraction, args.seed)
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     max_len = args.max_seq_length or 256

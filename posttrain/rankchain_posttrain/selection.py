@@ -61,3 +61,15 @@ def shuffle_rewrites(chains: Sequence[Chain], seed: int) -> list[Chain]:
                 rng.shuffle(perm)
         out.append(Chain(id=c.id, sentences=(anchor, *perm), status=c.status))
     return out
+
+
+def split_holdout(chains: list[Chain], fraction: float, seed: int) -> tuple[list[Chain], list[Chain]]:
+    if fraction <= 0:
+        return chains, []
+    n_hold = int(round(len(chains) * fraction))
+    if n_hold == 0 or n_hold >= len(chains):
+        raise DataError(f"--holdout-fraction {fraction} of {len(chains)} chains leaves {len(chains) - n_hold} to train and {n_hold} held out")
+    order = list(range(len(chains)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:n_hold])
+    return [c for i, c in enumerate(chains) if i not in held], [c for i, c in enumerate(chains) if i in held]

@@ -34,7 +34,7 @@ from .losses import CombinedLoss, is_group_loss, parse_loss_spec
 from .negatives import GroupTraining, add_group_arguments, check_group_args
 from .modeling import POOLINGS, describe_encoder, embed, load_encoder
 from .progress import Progress
-from .selection import CONTROLS, HELDOUT_METRIC, SELECTIONS, effective_holdout_fraction, resolve_selection, shuffle_rewrites
+from .selection import CONTROLS, HELDOUT_METRIC, SELECTIONS, effective_holdout_fraction, resolve_selection, shuffle_rewrites, split_holdout
 
 STATE_FILE = "trainer_state.json"
 RECORD_FILE = "training.json"
@@ -143,18 +143,6 @@ def resolve_device_and_precision(device: str, precision: str) -> tuple[bool, str
     if precision == "fp16" and use_cpu:
         raise DataError("--precision fp16 needs CUDA; on CPU use bf16 or fp32")
     return use_cpu, {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}[precision]
-
-
-def split_holdout(chains: list[Chain], fraction: float, seed: int) -> tuple[list[Chain], list[Chain]]:
-    if fraction <= 0:
-        return chains, []
-    n_hold = int(round(len(chains) * fraction))
-    if n_hold == 0 or n_hold >= len(chains):
-        raise DataError(f"--holdout-fraction {fraction} of {len(chains)} chains leaves {len(chains) - n_hold} to train and {n_hold} held out")
-    order = list(range(len(chains)))
-    random.Random(seed).shuffle(order)
-    held = set(order[:n_hold])
-    return [c for i, c in enumerate(chains) if i not in held], [c for i, c in enumerate(chains) if i in held]
 
 
 def epoch_batches(n_chains: int, batch_chains: int, seed: int, epoch: int) -> list[list[int]]:

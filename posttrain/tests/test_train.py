@@ -144,7 +144,7 @@ def test_issue5_resume_continues_and_refuses_changed_settings(tmp_path, capsys):
 def test_issue5_non_finite_loss_stops_training(tmp_path, monkeypatch, capsys):
     run = make_run(tmp_path / "run")
 
-    def nan_parts(self, student_emb, teacher_emb, lengths):
+    def nan_parts(self, student_emb, teacher_emb, lengths, **_kwargs):
         return {"chain_listmle": student_emb.sum() * float("nan"), "infonce": student_emb.sum() * 0.0}
 
     monkeypatch.setattr(train_mod.CombinedLoss, "forward", nan_parts)
