@@ -48,6 +48,7 @@ export function registerPosttrain(program: Command): void {
     .option("--pooling <mode>", "student pooling: auto | cls | mean (auto = as saved with the model)", choice("--pooling", ["auto", "cls", "mean"] as const))
     .option("--max-seq-length <n>", "truncate inputs to this many tokens", numberOption("--max-seq-length", { int: true, min: 1 }))
     .option("--encode-chunk <n>", "encode each batch in length-sorted chunks of N sentences (default 0 = one padded batch; single process)", numberOption("--encode-chunk", { int: true, min: 0 }))
+    .option("--teacher-cache-mb <n>", "cache the frozen teacher's embeddings across epochs when they fit in N MB (default 4096; 0 = off)", numberOption("--teacher-cache-mb", { int: true, min: 0 }))
     .option("--eval-sts <file>", "STS TSV (sentence1, sentence2, score) to evaluate on and keep the best model")
     .option("--eval-every <n>", "evaluate every N steps (default: each epoch)", numberOption("--eval-every", { int: true, min: 0 }))
     .option("--checkpoint-every <n>", "resumable checkpoint every N steps (default 200)", numberOption("--checkpoint-every", { int: true, min: 1 }))
