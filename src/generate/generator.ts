@@ -326,7 +326,7 @@ export class ChainGenerator {
         try {
           result =
             planned.kind === "guided"
-              ? await this.o.model.generateGuided!({ ...planned.req, abortSignal: this.o.abortSignal })
+              ? await this.o.model.generateGuided!({ ...planned.req, abortSignal: this.o.abortSignal, timeoutMs: this.o.timeoutMs })
               : await this.o.model.generate({ ...planned.req, abortSignal: this.o.abortSignal, timeoutMs: this.o.timeoutMs });
         } catch (error) {
           // An HTTP error answer is not billed. A timeout, reset or abort may have been processed:
