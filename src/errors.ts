@@ -103,3 +103,24 @@ export class RetryError extends RankchainError {
 export class InterruptedError extends RankchainError {
   override readonly name: string = "InterruptedError";
 }
+
+/**
+ * The provider could not be reached for N consecutive attempts (connection refused or reset,
+ * timeouts): the run stopped making calls, saved everything paid for, and exits with code 4;
+ * `--resume` continues once the server is back.
+ */
+export class ProviderUnreachableError extends RankchainError {
+  override readonly name: string = "ProviderUnreachableError";
+  constructor(
+    message: string,
+    readonly consecutiveFailures: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** The run finished but produced no usable chain (every chain empty or shorter than --min-steps): exit 1. */
+export class NoUsableChainsError extends RankchainError {
+  override readonly name: string = "NoUsableChainsError";
+}

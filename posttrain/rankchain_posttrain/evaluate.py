@@ -1,7 +1,9 @@
 """Before/after evaluation: STS Spearman x100 and chain-order Kendall x100 -> eval.json.
 
 ``python -m rankchain_posttrain.evaluate --model DIR [--baseline DIR] --sts FILE [--chains FILE|RUN_DIR]
-[--usd X] --out eval.json``
+[--rerank FILE] [--usd X] --out eval.json``
+
+With ``--rerank`` (a reranking file, see rerank.py) also MAP, MRR@10 and nDCG@10 x100.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .data import Chain, StsData, load_chains, load_sts
 from .errors import DataError, PosttrainError
 from .modeling import encode, load_encoder
 from .progress import Progress
+from .rerank import RerankRecord, cosine_scores, load_rerank, rerank_metrics
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,11 @@ class MetricSpec:
 STS_METRIC = MetricSpec("stsb_spearman", True, "Spearman rank correlation x100 of cosine similarity vs gold score")
 CHAIN_METRIC = MetricSpec(
     "chain_kendall", True, "mean Kendall tau-b x100 between cosine-to-anchor and chain order on held-out chains"
+)
+RERANK_METRICS = (
+    MetricSpec("rerank_map", True, "mean average precision x100 of the candidates ranked by cosine to the query (reranking file)"),
+    MetricSpec("rerank_mrr@10", True, "mean reciprocal rank x100 of the first positive within the top 10 (reranking file)"),
+    MetricSpec("rerank_ndcg@10", True, "nDCG@10 x100 with graded gains (positive_relevance, default 1) (reranking file)"),
 )
 PRIMARY_METRIC = STS_METRIC.name
 
@@ -97,6 +105,21 @@ class ChainOrderEvaluator:
         return sum(taus) / len(taus) * 100
 
 
+class RerankEvaluator:
+    """MAP, MRR@10 and nDCG@10 x100 of cosine(query, candidate) rankings over a reranking file."""
+
+    primary_metric = "rerank_map"
+    greater_is_better = True
+
+    def __init__(self, records: Sequence[RerankRecord], batch_size: int = 64):
+        self.records = list(records)
+        self.batch_size = batch_size
+
+    def __call__(self, model) -> dict[str, float]:
+        scores = cosine_scores(lambda texts: encode(model, texts, self.batch_size), self.records)
+        return rerank_metrics(self.records, scores)
+
+
 def metric_entry(spec: MetricSpec, model_value: float, baseline_value: float | None) -> dict[str, Any]:
     def clean(v: float | None) -> float | None:
         return None if v is None or not math.isfinite(v) else round(v, 4)
@@ -136,6 +159,7 @@ def evaluate(
     *,
     baseline_dir: str | None = None,
     chains: str | None = None,
+    rerank: str | None = None,
     usd: float | None = None,
     device: str = "cpu",
     batch_size: int = 64,
@@ -152,17 +176,32 @@ def evaluate(
         chain_eval = ChainOrderEvaluator(data.chains, batch_size)
         evaluators.append((CHAIN_METRIC, chain_eval))
         chain_info = {"file": data.file, "chains": len(chain_eval.chains)}
+    rerank_info = None
+    rerank_eval = None
+    if rerank:
+        rerank_records = load_rerank(rerank)
+        rerank_eval = RerankEvaluator(rerank_records, batch_size)
+        rerank_info = {
+            "file": os.path.abspath(rerank),
+            "records": len(rerank_records),
+            "candidates": sum(len(r.candidates) for r in rerank_records),
+        }
 
     def run_all(path: str) -> list[float]:
         model = load_encoder(path, device=device, max_seq_length=max_seq_length)
         try:
-            return [ev(model) for _, ev in evaluators]
+            values = [ev(model) for _, ev in evaluators]
+            if rerank_eval is not None:
+                r = rerank_eval(model)
+                values.extend(r[spec.name] for spec in RERANK_METRICS)
+            return values
         finally:
             del model
 
+    specs = [spec for spec, _ in evaluators] + (list(RERANK_METRICS) if rerank_eval is not None else [])
     model_values = run_all(model_dir)
-    baseline_values = run_all(baseline_dir) if baseline_dir else [None] * len(evaluators)
-    metrics = [metric_entry(spec, m, b) for (spec, _), m, b in zip(evaluators, model_values, baseline_values)]
+    baseline_values = run_all(baseline_dir) if baseline_dir else [None] * len(specs)
+    metrics = [metric_entry(spec, m, b) for spec, m, b in zip(specs, model_values, baseline_values)]
     primary = metrics[0]
     usd_per_point = None
     if usd is not None and primary["delta"] is not None and primary["delta"] > 0:
@@ -176,6 +215,7 @@ def evaluate(
         "baseline": baseline_dir,
         "sts": {"file": sts.file, "pairs": len(sts.scores)},
         "chains": chain_info,
+        "rerank": rerank_info,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
     }
@@ -209,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", help="model to compare against (e.g. the base model before post-training)")
     p.add_argument("--sts", required=True, help="TSV with header sentence1<TAB>sentence2<TAB>score")
     p.add_argument("--chains", help="held-out chains: a JSONL file of chain records or a run directory")
+    p.add_argument("--rerank", help="reranking file (JSONL: query, positive[], negative[], optional positive_relevance[]) for MAP/MRR@10/nDCG@10")
     p.add_argument("--usd", type=float, help="what the training data cost, for usd_per_point")
     p.add_argument("--data", help="the training data's run directory: usd defaults to its run.json totals.usd")
     p.add_argument("--out", default="eval.json", help="where to write eval.json (default ./eval.json)")
@@ -227,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.sts,
             baseline_dir=args.baseline,
             chains=args.chains,
+            rerank=args.rerank,
             usd=args.usd if args.usd is not None else (run_cost_usd(args.data) if args.data else None),
             device=args.device,
             batch_size=args.batch_size,

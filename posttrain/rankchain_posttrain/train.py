@@ -29,7 +29,9 @@ import torch
 from .data import Chain, load_chains, load_sts
 from .errors import DataError, ExportFailedError, NonFiniteLossError, PosttrainError
 from .evaluate import StsEvaluator, versions, write_json
-from .losses import CombinedLoss, parse_loss_spec
+from .groups import load_groups, looks_like_groups_file, resolve_groups_file
+from .losses import CombinedLoss, is_group_loss, parse_loss_spec
+from .negatives import GroupTraining, add_group_arguments, check_group_args
 from .modeling import POOLINGS, describe_encoder, embed, load_encoder
 from .progress import Progress
 from .teacher_cache import CACHE_FILE, TeacherEmbeddingCache, estimated_bytes, teacher_fingerprint
@@ -45,7 +47,8 @@ FINGERPRINT_FIELDS = (
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rankchain_posttrain.train", description="Post-train an embedder on ranking chains.")
-    p.add_argument("--data", required=True, help="run directory (reads validated.jsonl) or a chain JSONL file")
+    p.add_argument("--data", required=True,
+                   help="run directory (reads validated.jsonl, and groups.jsonl for --loss lce), a chain JSONL file, or a groups file from `rankchain mine`")
     p.add_argument("--base-model", required=True, help="student: sentence-transformers or Hugging Face encoder dir (or hub id)")
     p.add_argument("--out", required=True, help="output directory (model/, checkpoints/, training.json)")
     p.add_argument("--loss", default="chain_listmle", help='e.g. "chain_listmle" or "chain_listmle:1,infonce:0.1" (default chain_listmle)')
@@ -82,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cache the frozen teacher's embeddings across epochs (in RAM, saved to OUT/teacher_cache.pt) "
                         "when they fit in this many MB; 0 = off")
     p.add_argument("--no-export", action="store_true", help="skip the ONNX export at the end")
+    add_group_arguments(p)
     return p
 
 
@@ -114,6 +118,7 @@ def check_args(args: argparse.Namespace) -> None:
         parse_loss_spec(args.loss)
     except ValueError as e:
         raise DataError(str(e)) from None
+    check_group_args(args)
 
 
 def resolve_device_and_precision(device: str, precision: str) -> tuple[bool, str]:
@@ -157,13 +162,15 @@ class Schedule:
     warmup_steps: int
 
 
-def make_schedule(n_chains: int, args: argparse.Namespace, world: int) -> Schedule:
-    batches = math.ceil(n_chains / args.batch_chains)
+def make_schedule(n_chains: int, args: argparse.Namespace, world: int, unit: str = "chains") -> Schedule:
+    """Steps from the number of training units: chains (--batch-chains), or mined groups (--batch-groups) when only group losses train."""
+    batch = args.batch_chains if unit == "chains" else args.batch_groups
+    batches = math.ceil(n_chains / batch)
     steps_per_epoch = batches // world
     if steps_per_epoch == 0:
         raise DataError(
-            f"{n_chains} training chains make {batches} batch(es) of --batch-chains {args.batch_chains}, "
-            f"fewer than the {world} processes; lower --batch-chains or add data"
+            f"{n_chains} training {unit} make {batches} batch(es) of --batch-{unit} {batch}, "
+            f"fewer than the {world} processes; lower --batch-{unit} or add data"
         )
     total = steps_per_epoch * args.epochs
     if args.max_steps is not None:
@@ -244,15 +251,28 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
     progress.enabled = progress.enabled and main
     world, rank = accelerator.num_processes, accelerator.process_index
 
-    data = load_chains(args.data, allow_unvalidated=args.allow_unvalidated)
-    train_chains, held_chains = split_holdout(data.chains, args.holdout_fraction, args.seed)
-    schedule = make_schedule(len(train_chains), args, world)
+    spec = [name for name, _ in parse_loss_spec(args.loss)]
+    wants_chains = any(not is_group_loss(n) for n in spec)
+    data_is_groups = looks_like_groups_file(args.data)
+    if wants_chains and data_is_groups:
+        raise DataError(f"--data is a groups file, but --loss {args.loss!r} also trains on chains; pass the run directory", file=args.data)
+    group_data = None
+    if any(is_group_loss(n) for n in spec):
+        group_data = load_groups(args.groups or (args.data if data_is_groups else resolve_groups_file(args.data)))
+    data = load_chains(args.data, allow_unvalidated=args.allow_unvalidated) if wants_chains else None
+    train_chains, held_chains = split_holdout(data.chains, args.holdout_fraction, args.seed) if data else ([], [])
+    n_units = len(train_chains) if wants_chains else len(group_data.groups)  # type: ignore[union-attr]
+    unit_batch = args.batch_chains if wants_chains else args.batch_groups
+    schedule = make_schedule(n_units, args, world, "chains" if wants_chains else "groups")
     sts = load_sts(args.eval_sts) if args.eval_sts else None
 
     out = os.path.abspath(args.out)
     ckpt_dir = os.path.join(out, "checkpoints", "last")
     state_path = os.path.join(ckpt_dir, STATE_FILE)
-    fp = fingerprint(args, data.sha256)
+    fp = fingerprint(args, data.sha256 if data else group_data.sha256)  # type: ignore[union-attr]
+    if group_data is not None:
+        fp.update({"groups_sha256": group_data.sha256, "batch_groups": args.batch_groups, "negatives": args.negatives,
+                   "corrector": args.corrector, "refresh_every": args.refresh_every})
     resume_state: dict[str, Any] | None = None
     if args.resume and os.path.isfile(state_path):
         with open(state_path, encoding="utf-8") as fh:
@@ -299,6 +319,9 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(schedule))
     wrapped, optimizer = accelerator.prepare(student, optimizer)
     base = accelerator.unwrap_model(wrapped)
+    group_training = GroupTraining(group_data, args, device) if group_data is not None else None
+    if group_training is not None:
+        group_training.setup(base)  # cache mode: encode the candidate pool once
 
     os.makedirs(out, exist_ok=True)
     if main and held_chains:
@@ -359,6 +382,7 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
             step=step,
             steps_per_epoch=schedule.steps_per_epoch,
             chains=len(train_chains),
+            groups=len(group_data.groups) if group_data else 0,
             heldout=len(held_chains),
             world_size=world,
             backend=getattr(accelerator.state, "backend", None),
@@ -375,21 +399,28 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
     try:
         while step < schedule.total_steps:
             epoch, index = divmod(step, schedule.steps_per_epoch)
-            batch = epoch_batches(len(train_chains), args.batch_chains, args.seed, epoch)[index * world + rank]
-            chains = [train_chains[i] for i in batch]
+            batch = epoch_batches(n_units, unit_batch, args.seed, epoch)[index * world + rank]
+            chains = [train_chains[i] for i in batch] if wants_chains else []
             sentences = [s for c in chains for s in c.sentences]
-            lengths = torch.tensor([len(c.sentences) for c in chains], device=device)
+            n_chain = len(sentences)
+            lengths = torch.tensor([len(c.sentences) for c in chains], device=device) if chains else None
+            group_batch = None
+            if group_training is not None:
+                group_batch = group_training.batch(group_training.indices(step, world, rank) if wants_chains else batch, base)
+                sentences += group_batch.texts  # one forward for chains and groups (DDP allows one per backward)
             with accelerator.autocast():
                 # DDP allows one forward per backward: chunked encoding only in a single process.
-                student_emb = embed(base, sentences, device, forward=wrapped, chunk_size=(args.encode_chunk or None) if world == 1 else None)
+                all_emb = embed(base, sentences, device, forward=wrapped, chunk_size=(args.encode_chunk or None) if world == 1 else None)
+                student_emb = all_emb[:n_chain]
                 teacher_emb = None
                 if teacher is not None:
                     with torch.no_grad():
                         def encode_teacher(texts: list[str], teacher: Any = teacher) -> torch.Tensor:
                             return embed(teacher, texts, device, chunk_size=args.encode_chunk or None)
-                        teacher_emb = (encode_teacher(sentences) if teacher_cache is None else
+                        teacher_emb = (encode_teacher(sentences[:n_chain]) if teacher_cache is None or not wants_chains else
                                        teacher_cache.embed(batch, [c.sentences for c in chains], encode_teacher, device))
-                parts = loss_fn(student_emb, teacher_emb, lengths)
+                parts = loss_fn(student_emb, teacher_emb, lengths,
+                                groups=group_batch.embeddings(all_emb[n_chain:]) if group_batch else None)
             loss = torch.stack(list(parts.values())).sum()
             # One collective per step: every process learns every part's value (and finiteness).
             values = torch.stack([v.detach().float() for v in parts.values()]).unsqueeze(0)
@@ -408,6 +439,9 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
+            negatives_info = {}
+            if group_training is not None and group_batch is not None:
+                negatives_info = group_training.after_step(step, base, group_batch, all_emb[n_chain + len(group_batch.queries):])
             means = gathered.mean(dim=0).tolist()
             last_parts = dict(zip(parts.keys(), means))
             elapsed = time.time() - loop_started
@@ -421,6 +455,7 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
                 lr=lr_used,
                 elapsed=round(time.time() - started, 3),
                 steps_per_sec=round((step - first_step) / elapsed, 4) if elapsed > 0 else None,
+                **({"negatives": negatives_info} if negatives_info else {}),
             )
             if step % eval_every == 0 or step == schedule.total_steps:
                 run_eval(step)
@@ -451,8 +486,10 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
             "args": vars(args),
             "fingerprint": fp,
             "loss": {"spec": args.loss, "config": loss_fn.config_dict(), "citation": loss_fn.citation},
-            "data": {**data.stats, "sha256": data.sha256, "train_chains": len(train_chains), "heldout_chains": len(held_chains),
-                     "heldout_file": os.path.join(out, "heldout.jsonl") if held_chains else None},
+            "data": None if data is None else {
+                **data.stats, "sha256": data.sha256, "train_chains": len(train_chains), "heldout_chains": len(held_chains),
+                "heldout_file": os.path.join(out, "heldout.jsonl") if held_chains else None},
+            "groups": None if group_training is None else {**group_training.record(), **group_training.staleness(base)},
             "student": {"model": args.base_model, **describe_encoder(base)},
             "teacher": None if teacher is None else {"model": args.teacher or "frozen copy of the student", **describe_encoder(teacher)},
             "teacher_cache": None if teacher_cache is None else teacher_cache.stats(),

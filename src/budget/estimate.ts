@@ -1,29 +1,40 @@
 import type { ChatMessage, GenerateRequest } from "../llm/types.ts";
-import { conservativeTokenBound, countOpenAIChatTokens, openAIEncodingFor } from "../llm/tokens.ts";
+import { conservativeTokenBound, countOpenAIChatTokens, countTextTokens, openAIEncodingFor } from "../llm/tokens.ts";
 import { costUsd, type ModelPrice } from "../config/prices.ts";
 import type { PromptTemplate } from "../steering/prompt-templates.ts";
 import { buildLadderRequest, buildStepwiseRequest } from "../steering/prompt.ts";
 import type { Seed } from "../generate/seeds.ts";
 
 /**
- * Projected cost of a generation run, computed offline (spends nothing, needs no key).
+ * Projected cost of a generation run, computed offline (spends nothing, needs no key or server).
  *
- * - low: no retries; each step's output is as long as its anchor (a rewrite of similar length);
- *   input tokens counted with tiktoken (OpenAI models) or ≈ UTF-8 bytes / 4 (others).
- * - high: the worst case the budget ledger would reserve — every step uses --max-output-tokens,
- *   each step is retried once by the cleaner, and input tokens use the provider's counter (OpenAI)
- *   or the conservative byte bound (others, the same bound the ledger reserves with).
+ * - typical: what a run usually costs — no retries; each step's output as long as its anchor (a
+ *   rewrite of similar length). Tokens from the real tokenizer where it is known (tiktoken for
+ *   OpenAI model ids); otherwise from bytes-per-token ratios measured on the carried GGUF models
+ *   (bench/bytes-per-token.ts): prompt text 4.27 bytes/token, sentences 3.54, plus 5 template
+ *   tokens per request.
+ * - worst: a true upper bound on what the ledger can charge for answered calls — every call uses
+ *   its full max output tokens, every step is retried once by the cleaner with doubled room, and
+ *   every later prompt holds max-length steps; input tokens exact (tiktoken, OpenAI) or bounded by
+ *   UTF-8 bytes (any byte-level BPE tokenizer). Outside it: transport failures that are billed
+ *   (a timeout after sending adds at most one call's worst case per retry) and a provider billing
+ *   tokens the request does not contain (hidden prompts), which the ledger learns during the run.
  * With more than `sampleSize` seeds, a sample is counted and scaled to all seeds.
  */
 export interface CostEstimate {
   seeds: number;
   sampled: number;
-  calls: { low: number; high: number };
-  inputTokens: { low: number; high: number };
-  outputTokens: { low: number; high: number };
-  usd: { low: number; high: number } | undefined;
-  method: string;
+  calls: { typical: number; worst: number };
+  inputTokens: { typical: number; worst: number };
+  outputTokens: { typical: number; worst: number };
+  usd: { typical: number; worst: number } | undefined;
+  method: { typical: string; worst: string };
 }
+
+/** Measured on SmolLM2-135M and Qwen2.5-Coder-0.5B/1.5B (bench/bytes-per-token.ts): the most tokens per byte seen. */
+export const PROMPT_BYTES_PER_TOKEN = 4.27;
+export const SENTENCE_BYTES_PER_TOKEN = 3.54;
+export const TEMPLATE_TOKENS_PER_REQUEST = 5;
 
 export async function estimateRunCost(opts: {
   seeds: readonly Seed[];
@@ -39,53 +50,45 @@ export async function estimateRunCost(opts: {
   const sampleSize = opts.sampleSize ?? 200;
   const stride = Math.max(1, Math.ceil(opts.seeds.length / sampleSize));
   const sample = opts.seeds.filter((_, i) => i % stride === 0);
-  const exactCounter = opts.provider === "openai" || openAIEncodingFor(opts.model) !== undefined;
-  const countLow = async (req: GenerateRequest): Promise<number> =>
-    exactCounter
+  const tiktoken = (opts.provider === "openai" || opts.provider === "openai-compatible") && openAIEncodingFor(opts.model) !== undefined;
+  const exactWorst = opts.provider === "openai" && openAIEncodingFor(opts.model) !== undefined;
+  const countTypical = async (req: GenerateRequest): Promise<number> =>
+    tiktoken
       ? (await countOpenAIChatTokens(opts.model, req.messages, { responseFormat: req.responseFormat })).tokens
-      : Math.ceil(bytes(req.messages) / 4);
-  const countHigh = async (req: GenerateRequest): Promise<number> =>
-    exactCounter
+      : Math.ceil(bytes(req.messages) / PROMPT_BYTES_PER_TOKEN) + TEMPLATE_TOKENS_PER_REQUEST;
+  const countWorst = async (req: GenerateRequest): Promise<number> =>
+    exactWorst
       ? (await countOpenAIChatTokens(opts.model, req.messages, { responseFormat: req.responseFormat })).tokens
       : conservativeTokenBound(req.messages, { responseFormat: req.responseFormat });
+  const sentenceTokens = async (text: string): Promise<number> =>
+    tiktoken ? (await countTextTokens(text, opts.model)).tokens : Math.ceil(Buffer.byteLength(text) / SENTENCE_BYTES_PER_TOKEN);
 
-  let inLow = 0, inHigh = 0, outLow = 0, outHigh = 0, callsLow = 0, callsHigh = 0;
+  let inT = 0, inW = 0, outT = 0, outW = 0, callsT = 0, callsW = 0;
   for (const seed of sample) {
-    const anchorTokens = Math.max(4, Math.ceil(Buffer.byteLength(seed.text) / 4));
+    const anchorTokens = Math.max(4, await sentenceTokens(seed.text));
     if (opts.steering === "ladder") {
       const req = buildLadderRequest(opts.template, { anchor: seed.text, totalSteps: opts.steps, maxOutputTokens: opts.maxOutputTokens });
-      inLow += await countLow(req);
-      outLow += anchorTokens * opts.steps + 8;
-      callsLow += 1;
-      const hi = await countHigh(req);
-      inHigh += hi + hi; // one retry
-      outHigh += opts.maxOutputTokens + opts.maxOutputTokens * 2; // the retry doubles the room
-      callsHigh += 2;
+      inT += await countTypical(req);
+      outT += Math.min(opts.maxOutputTokens, (anchorTokens + 2) * opts.steps + 8);
+      callsT += 1;
+      const w = await countWorst(req);
+      inW += 2 * w; // one retry
+      outW += opts.maxOutputTokens * 3; // the retry doubles the room
+      callsW += 2;
     } else {
-      const lowSteps: string[] = [];
-      const highSteps: string[] = [];
+      const typicalSteps: string[] = [];
+      const worstSteps: string[] = [];
       for (let i = 0; i < opts.steps; i++) {
-        const reqLow = buildStepwiseRequest(opts.template, {
-          anchor: seed.text,
-          stepsSoFar: lowSteps,
-          totalSteps: opts.steps,
-          maxOutputTokens: opts.maxOutputTokens,
-        });
-        inLow += await countLow(reqLow);
-        outLow += anchorTokens;
-        callsLow += 1;
-        lowSteps.push(seed.text);
-        const reqHigh = buildStepwiseRequest(opts.template, {
-          anchor: seed.text,
-          stepsSoFar: highSteps,
-          totalSteps: opts.steps,
-          maxOutputTokens: opts.maxOutputTokens,
-        });
-        const hi = await countHigh(reqHigh);
-        inHigh += hi * 2;
-        outHigh += opts.maxOutputTokens * 3; // first try + one retry with doubled room
-        callsHigh += 2;
-        highSteps.push(worstCaseStep(opts.maxOutputTokens, exactCounter));
+        const common = { anchor: seed.text, totalSteps: opts.steps, maxOutputTokens: opts.maxOutputTokens };
+        inT += await countTypical(buildStepwiseRequest(opts.template, { ...common, stepsSoFar: typicalSteps }));
+        outT += Math.min(opts.maxOutputTokens, anchorTokens);
+        callsT += 1;
+        typicalSteps.push(seed.text);
+        const w = await countWorst(buildStepwiseRequest(opts.template, { ...common, stepsSoFar: worstSteps }));
+        inW += 2 * w;
+        outW += opts.maxOutputTokens * 3; // first try + one retry with doubled room
+        callsW += 2;
+        worstSteps.push(worstCaseStep(opts.maxOutputTokens, exactWorst));
       }
     }
   }
@@ -94,28 +97,40 @@ export async function estimateRunCost(opts: {
   const est: CostEstimate = {
     seeds: opts.seeds.length,
     sampled: sample.length,
-    calls: { low: r(callsLow), high: r(callsHigh) },
-    inputTokens: { low: r(inLow), high: r(inHigh) },
-    outputTokens: { low: r(outLow), high: r(outHigh) },
+    calls: { typical: r(callsT), worst: r(callsW) },
+    inputTokens: { typical: r(inT), worst: r(inW) },
+    outputTokens: { typical: r(outT), worst: r(outW) },
     usd: undefined,
-    method: exactCounter ? "tiktoken counts of the real prompts" : "bytes/4 (low) and the ledger's conservative byte bound (high)",
+    method: {
+      typical: tiktoken
+        ? `tiktoken ${openAIEncodingFor(opts.model)} counts of the real prompts; outputs as long as the anchor; no retries`
+        : `${PROMPT_BYTES_PER_TOKEN} prompt bytes/token + ${TEMPLATE_TOKENS_PER_REQUEST} template tokens per request, ${SENTENCE_BYTES_PER_TOKEN} bytes/token for outputs as long as the anchor (measured on the carried GGUF models); no retries`,
+      worst: `bound: max output tokens on every call, one cleaning retry per step with doubled room, input ${exactWorst ? "counted with tiktoken" : `bounded by UTF-8 bytes + 16/message + 64, earlier steps taken as ${WORST_OUTPUT_BYTES_PER_TOKEN} bytes/token`}; excludes billed transport retries and hidden server-side prompts`,
+    },
   };
   if (opts.price) {
     est.usd = {
-      low: costUsd(opts.price, est.inputTokens.low, est.outputTokens.low),
-      high: costUsd(opts.price, est.inputTokens.high, est.outputTokens.high),
+      typical: costUsd(opts.price, est.inputTokens.typical, est.outputTokens.typical),
+      worst: costUsd(opts.price, est.inputTokens.worst, est.outputTokens.worst),
     };
   }
   return est;
 }
 
 /**
+ * Bytes per output token assumed for max-length steps shown in later prompts when the tokenizer is
+ * unknown: twice the 3.54–4.58 measured on natural text (a degenerate output of longer tokens can
+ * exceed it; the estimate's `worst` method says so).
+ */
+export const WORST_OUTPUT_BYTES_PER_TOKEN = 8;
+
+/**
  * Text standing in for a step that used all of --max-output-tokens, as the later prompts will
  * count it: " x" is one tiktoken token, so N of them are N tokens; under the byte bound a step of
- * N tokens is taken as 4N bytes (English averages about 4 bytes per token).
+ * N tokens is taken as 8N bytes.
  */
 function worstCaseStep(maxOutputTokens: number, exactCounter: boolean): string {
-  return exactCounter ? " x".repeat(maxOutputTokens).trim() : "x".repeat(4 * maxOutputTokens);
+  return exactCounter ? " x".repeat(maxOutputTokens).trim() : "x".repeat(WORST_OUTPUT_BYTES_PER_TOKEN * maxOutputTokens);
 }
 
 function bytes(messages: ChatMessage[]): number {

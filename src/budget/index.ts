@@ -1,2 +1,3 @@
+export * from "./types.ts";
 export * from "./ledger.ts";
 export * from "./estimate.ts";

@@ -12,9 +12,9 @@ import { parseWithSchema } from "./options.ts";
 export function registerEstimate(program: Command): void {
   const cmd = program
     .command("estimate")
-    .description("print the projected cost range of a generate run for an input and settings; spends nothing, needs no key");
+    .description("print the typical cost of a generate run and a worst-case bound, for an input and settings; spends nothing, needs no key or server");
   addGenerationOptions(cmd)
-    .option("--max-usd <usd>", "report how many seeds fit under this cap at the high estimate", numberOption("--max-usd", { min: 0 }))
+    .option("--max-usd <usd>", "report how many seeds fit under this cap, typically and guaranteed (at the worst case)", numberOption("--max-usd", { min: 0 }))
     .option("--json", "print JSON only", false)
     .action(
       action(async (opts: Record<string, unknown>) => {
@@ -22,6 +22,8 @@ export function registerEstimate(program: Command): void {
         const config = parseWithSchema(GenerateConfigSchema.and(z.object({ json: z.boolean().default(false) })), {
           ...opts,
           out: "(estimate)",
+          // estimate never contacts a server: an openai-compatible model needs no --base-url here
+          baseUrl: opts.baseUrl ?? (opts.provider === "openai-compatible" ? "http://estimate.invalid/v1" : undefined),
           maxOutputTokens: opts.maxOutputTokens ?? (steering === "ladder" ? 100 * Number(opts.steps ?? 8) : 100),
         });
         const seedFile = readSeeds(config.input, { maxChars: config.maxSeedChars });
@@ -46,27 +48,41 @@ export function registerEstimate(program: Command): void {
           template,
           price,
         });
-        const fit =
-          config.maxUsd !== undefined && est.usd && est.usd.high > 0
-            ? Math.min(seeds.length, Math.floor((config.maxUsd / est.usd.high) * seeds.length))
-            : undefined;
-        const out = { ...est, price: price ?? null, price_table_as_of: table.as_of, seeds_fitting_cap_at_high: fit ?? null };
+        const fitAt = (usd: number | undefined) =>
+          config.maxUsd !== undefined && usd !== undefined && usd > 0 ? Math.min(seeds.length, Math.floor((config.maxUsd / usd) * seeds.length)) : undefined;
+        const fitTypical = fitAt(est.usd?.typical);
+        const fitWorst = fitAt(est.usd?.worst);
+        const out = {
+          ...est,
+          price: price ?? null,
+          price_table_as_of: table.as_of,
+          seeds_fitting_cap: config.maxUsd !== undefined ? { typical: fitTypical ?? null, guaranteed: fitWorst ?? null } : null,
+        };
         if (config.json) {
           process.stdout.write(JSON.stringify(out) + "\n");
           return;
         }
-        const usd = est.usd ? `$${est.usd.low.toFixed(4)} – $${est.usd.high.toFixed(4)}` : "unknown (no price for this model: pass --price-input/--price-output)";
+        const noPrice = "unknown (no price for this model: pass --price-input/--price-output)";
+        const prices = price ? `  (prices as of ${table.as_of}: $${price.input}/M in, $${price.output}/M out)` : "";
         process.stdout.write(
           [
             `seeds            ${est.seeds}${est.sampled < est.seeds ? ` (counted a sample of ${est.sampled})` : ""}`,
-            `calls            ${est.calls.low} – ${est.calls.high}`,
-            `input tokens     ${est.inputTokens.low} – ${est.inputTokens.high}`,
-            `output tokens    ${est.outputTokens.low} – ${est.outputTokens.high}`,
-            `cost             ${usd}${price ? `  (prices as of ${table.as_of}: $${price.input}/M in, $${price.output}/M out)` : ""}`,
-            ...(fit !== undefined ? [`fits --max-usd    ${fit} of ${seeds.length} seeds even at the high estimate`] : []),
-            `method           ${est.method}; high = worst case the ledger reserves (max output every step, one retry each)`,
+            `                 typical            worst case (a bound)`,
+            `calls            ${pad(est.calls.typical)} ${est.calls.worst}`,
+            `input tokens     ${pad(est.inputTokens.typical)} ${est.inputTokens.worst}`,
+            `output tokens    ${pad(est.outputTokens.typical)} ${est.outputTokens.worst}`,
+            `cost             ${est.usd ? `${pad("$" + est.usd.typical.toFixed(4))} $${est.usd.worst.toFixed(4)}${prices}` : noPrice}`,
+            ...(config.maxUsd !== undefined && fitTypical !== undefined
+              ? [`fits --max-usd   ${fitTypical} of ${seeds.length} seeds typically; ${fitWorst} guaranteed even at the worst case`]
+              : []),
+            `typical          ${est.method.typical}`,
+            `worst case       ${est.method.worst}`,
           ].join("\n") + "\n",
         );
       }),
     );
+}
+
+function pad(v: number | string): string {
+  return String(v).padEnd(18);
 }

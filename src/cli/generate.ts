@@ -1,9 +1,10 @@
 import { Command, Option } from "commander";
-import { GenerateConfigSchema } from "../config/run-config.ts";
+import { GenerateConfigSchema, type GenerateConfig } from "../config/run-config.ts";
 import { runGenerate } from "../generate/run.ts";
 import { createChainProgress, type ChainProgress } from "./progress.ts";
 import { action, numberOption } from "./run-command.ts";
 import { parseWithSchema } from "./options.ts";
+import { printRunSummary } from "./summary.ts";
 
 export function addGenerationOptions(cmd: Command): Command {
   return cmd
@@ -13,16 +14,19 @@ export function addGenerationOptions(cmd: Command): Command {
     .option("--base-url <url>", "API base URL (required for openai-compatible; vLLM, llama.cpp server, Ollama)")
     .option("--steps <n>", "rewrites per chain", numberOption("--steps", { int: true, min: 1, max: 64 }), 8)
     .addOption(new Option("--steering <mode>", "direction control: stepwise | ladder (any model), cfg (local only)").choices(["stepwise", "ladder", "cfg"]).default("stepwise"))
-    .option("--guidance <g>", "CFG guidance strength γ for --steering cfg (1 = plain decoding)", numberOption("--guidance", { min: 0, max: 20 }), 1.5)
+    .option("--guidance <g>", "CFG guidance strength γ for --steering cfg (1 = plain decoding)", numberOption("--guidance", { min: 1, max: 20 }), 1.5)
     .option("--cfg-top-k <k>", "CFG approximation: score only the top-K tokens of the positive prompt (default: exact, full vocabulary)", numberOption("--cfg-top-k", { int: true, min: 1 }))
     .option("--max-output-tokens <n>", "max new tokens per call (a ladder call holds all steps)", numberOption("--max-output-tokens", { int: true, min: 1 }))
     .option("--temperature <t>", "sampling temperature (0 = greedy)", numberOption("--temperature", { min: 0, max: 2 }), 0)
-    .option("--seed <n>", "sampling seed, where the provider supports one", numberOption("--seed", { int: true }))
+    .option("--seed <n>", "sampling seed, where the provider supports one", numberOption("--seed", { int: true, min: 0, max: 2 ** 31 - 1 }))
     .option("--limit <k>", "use only the first K seeds", numberOption("--limit", { int: true, min: 1 }))
     .option("--price-input <usd>", "input price, USD per million tokens (overrides the table)", numberOption("--price-input", { min: 0 }))
     .option("--price-output <usd>", "output price, USD per million tokens (overrides the table)", numberOption("--price-output", { min: 0 }))
     .option("--prices <file>", "JSON price table overriding/adding models (see README)")
     .option("--prompt-version <n>", "prompt template version (default: latest)", numberOption("--prompt-version", { int: true, min: 1 }))
+    .option("--oversample <k>", "generate steps×K rewrites and keep every K-th (long chains drift further per kept step)", numberOption("--oversample", { int: true, min: 1, max: 8 }), 1)
+    .option("--step-retries <n>", "retries of a bad step (copy, refusal, drift rule), each with changed settings recorded in the chain", numberOption("--step-retries", { int: true, min: 0, max: 5 }), 2)
+    .option("--no-drift-rules", "do not retry steps outside the length band, appending to the previous step, or (stepwise/ladder) returning toward the anchor")
     .option("--max-seed-chars <n>", "reject seeds longer than this", numberOption("--max-seed-chars", { int: true, min: 1 }), 2000)
     .addOption(new Option("--gpu <mode>", "local models: GPU backend").choices(["auto", "cuda", "metal", "off"]).default("auto"));
 }
@@ -37,23 +41,33 @@ export function registerGenerate(program: Command): void {
     .option("--max-usd <usd>", "hard budget cap in USD: a call that could cross it is not made (exit 3)", numberOption("--max-usd", { min: 0 }))
     .option("--timeout <ms>", "per-request timeout in milliseconds", numberOption("--timeout", { int: true, min: 100 }), 60_000)
     .option("--max-retries <n>", "retries of a retryable provider error (429, 5xx, timeouts)", numberOption("--max-retries", { int: true, min: 0, max: 20 }), 4)
+    .option("--max-connection-failures <n>", "stop the run (exit 4) after N consecutive connection failures (refused, reset, timed out)", numberOption("--max-connection-failures", { int: true, min: 1, max: 1000 }), 5)
+    .option("--min-steps <n>", "a chain with fewer steps is not usable; a run without a usable chain exits 1 (default: min(3, --steps))", numberOption("--min-steps", { int: true, min: 1, max: 64 }))
     .option("--resume", "continue the run in --out: nothing paid for is requested again", false)
     .option("--quiet", "no progress bar (CI); the summary still prints", false)
     .addHelpText(
       "after",
       `
 Exit codes: 0 done; 2 bad usage, config or input; 3 budget cap reached (all paid work saved; --resume
-with a larger --max-usd continues); 130 interrupted (SIGINT/SIGTERM: calls in flight finish, a second
-signal aborts them); 1 anything else. Keys: OPENAI_API_KEY, ANTHROPIC_API_KEY, OPENAI_BASE_URL (env or .env).`,
+with a larger --max-usd continues); 4 provider unreachable (N consecutive connection failures;
+everything paid for is saved; --resume continues); 130 interrupted (SIGINT/SIGTERM: calls in flight
+finish, a second signal aborts them); 1 anything else, including a run whose every chain is empty or
+shorter than --min-steps. Keys: OPENAI_API_KEY, ANTHROPIC_API_KEY, OPENAI_BASE_URL (env or .env).`,
     )
     .action(
       action(async (opts: Record<string, unknown>) => {
         const steering = (opts.steering as string) ?? "stepwise";
-        const config = parseWithSchema(GenerateConfigSchema, {
-          ...opts,
-          maxOutputTokens: opts.maxOutputTokens ?? (steering === "ladder" ? 100 * Number(opts.steps ?? 8) : 100),
-          timeoutMs: opts.timeout,
-        });
+        let config: GenerateConfig;
+        try {
+          config = parseWithSchema(GenerateConfigSchema, {
+            ...opts,
+            maxOutputTokens: opts.maxOutputTokens ?? (steering === "ladder" ? 100 * Number(opts.steps ?? 8) : 100),
+            timeoutMs: opts.timeout,
+          });
+        } catch (error) {
+          printRunSummary(String(opts.out ?? ""), { error, capUsd: typeof opts.maxUsd === "number" ? opts.maxUsd : undefined });
+          throw error;
+        }
         const drain = new AbortController();
         const abort = new AbortController();
         let signals = 0;
@@ -81,10 +95,12 @@ signal aborts them); 1 anything else. Keys: OPENAI_API_KEY, ANTHROPIC_API_KEY, O
             onChainDone: ({ done, spentUsd }) => progress?.tick(done, spentUsd),
           });
           progress?.stop();
-          const t = summary.manifest.totals;
-          process.stdout.write(
-            JSON.stringify({ status: summary.status, out: summary.out, chains: t.chains_done, truncated: t.chains_truncated, usd: t.usd, calls: t.calls, input_tokens: t.input_tokens, output_tokens: t.output_tokens }) + "\n",
-          );
+          printRunSummary(summary.out, { capUsd: config.maxUsd });
+        } catch (error) {
+          // every exit prints the summary (status, counts, spend, reason); the exit code follows the error
+          progress?.stop();
+          printRunSummary(config.out, { error, capUsd: config.maxUsd });
+          throw error;
         } finally {
           progress?.stop();
           process.off("SIGINT", onSignal);

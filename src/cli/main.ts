@@ -9,6 +9,9 @@ import { registerReport } from "./report.ts";
 import { registerModels } from "./models.ts";
 import { registerPosttrain } from "./posttrain.ts";
 import { registerEval } from "./eval.ts";
+import { registerSeeds } from "./seeds.ts";
+import { registerMine } from "./mine.ts";
+import { registerExport } from "./export.ts";
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -19,8 +22,17 @@ const program = new Command()
   .description("Ranking chains from LLMs under a hard budget, checked with embeddings, for post-training embedders.")
   .version(pkg.version)
   .showHelpAfterError()
+  .addHelpText(
+    "after",
+    `
+Exit codes (every command): 0 done; 2 bad usage, config or input (the message names file:line, field
+or flag); 3 budget cap reached (everything paid for is saved; --resume with a larger --max-usd
+continues); 4 provider unreachable: N consecutive connection failures (everything paid for is saved;
+--resume continues); 130 interrupted; 1 anything else.`,
+  )
   .exitOverride();
 
+registerSeeds(program);
 registerGenerate(program);
 registerEstimate(program);
 registerValidate(program);
@@ -28,6 +40,8 @@ registerReport(program);
 registerModels(program);
 registerPosttrain(program);
 registerEval(program);
+registerMine(program);
+registerExport(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -2,11 +2,15 @@ import type { Command } from "commander";
 import { SingleBar } from "cli-progress";
 import { existsSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { BudgetLedger } from "../budget/ledger.ts";
+import { BudgetLedger, readLedgerTotals } from "../budget/ledger.ts";
 import { ConfigError } from "../errors.ts";
 import { writeReport } from "../report/index.ts";
-import { DEFAULT_GATE_THRESHOLDS, HARD_KINDS, POLICIES, validateRun, type GateThresholds, type Policy } from "../validate/index.ts";
+import { DEFAULT_GATE_THRESHOLDS, HARD_KINDS, POLICIES, SOFT_KINDS, validateRun, type GateThresholds, type Policy } from "../validate/index.ts";
 import { action, numberOption, UsageError } from "./run-command.ts";
+import { exitCodeFor } from "./exit-codes.ts";
+import type { LedgerTotals } from "../budget/types.ts";
+import { readJsonObjectIfPresent } from "../store/json-file.ts";
+import { writeFileSync, renameSync } from "node:fs";
 
 interface ValidateFlags {
   embedder?: string;
@@ -23,6 +27,9 @@ interface ValidateFlags {
   maxDrop?: number;
   maxUsd?: number;
   soft?: string[];
+  hard?: string[];
+  dupTextSimilarity?: number;
+  unrelatedThreshold?: number;
   report: boolean;
   quiet?: boolean;
 }
@@ -40,6 +47,14 @@ function softOption(value: string): string[] {
   return kinds;
 }
 
+function hardOption(value: string): string[] {
+  const kinds = value.split(",").map((k) => k.trim()).filter(Boolean);
+  for (const k of kinds) {
+    if (!(SOFT_KINDS as readonly string[]).includes(k)) throw new UsageError(`--hard expects a comma list of ${SOFT_KINDS.join(", ")}; got "${k}"`);
+  }
+  return kinds;
+}
+
 const cos = (flag: string) => numberOption(flag, { min: -1, max: 1 });
 
 export function registerValidate(program: Command): void {
@@ -53,14 +68,17 @@ export function registerValidate(program: Command): void {
     .option("--min-steps <n>", "fewest steps a kept chain may have", numberOption("--min-steps", { int: true, min: 1 }), 3)
     .option("--batch-size <n>", "sentences per embedding call", numberOption("--batch-size", { int: true, min: 1 }), 64)
     .option("--inversion-tolerance <x>", `rise in similarity tolerated between steps (default ${DEFAULT_GATE_THRESHOLDS.inversionTolerance})`, numberOption("--inversion-tolerance", { min: 0, max: 2 }))
-    .option("--dup-threshold <cos>", `near-duplicate steps at or above this cosine (default ${DEFAULT_GATE_THRESHOLDS.dupThreshold})`, cos("--dup-threshold"))
+    .option("--dup-threshold <cos>", `near-duplicate steps: at or above this cosine and --dup-text-similarity (default ${DEFAULT_GATE_THRESHOLDS.dupThreshold})`, cos("--dup-threshold"))
+    .option("--dup-text-similarity <x>", `near-duplicate steps: character-level similarity at or above this (default ${DEFAULT_GATE_THRESHOLDS.dupTextSimilarity})`, numberOption("--dup-text-similarity", { min: 0, max: 1 }))
+    .option("--unrelated-threshold <cos>", `a step below this cosine to the sentence it rewrites is unrelated (default ${DEFAULT_GATE_THRESHOLDS.unrelatedThreshold})`, cos("--unrelated-threshold"))
     .option("--chain-dup-threshold <cos>", `duplicate chains at or above this centroid cosine (default ${DEFAULT_GATE_THRESHOLDS.chainDupThreshold})`, cos("--chain-dup-threshold"))
     .option("--leak-threshold <cos>", `holdout leak at or above this cosine (default ${DEFAULT_GATE_THRESHOLDS.leakThreshold})`, cos("--leak-threshold"))
     .option("--cycle-margin <x>", `margin for cycles (default ${DEFAULT_GATE_THRESHOLDS.cycleMargin})`, numberOption("--cycle-margin", { min: 0, max: 2 }))
     .option("--length-z <z>", `robust z-score of a length outlier (default ${DEFAULT_GATE_THRESHOLDS.lengthZ})`, numberOption("--length-z", { min: 0 }))
     .option("--max-drop <x>", `similarity drop between steps flagged as a jump (default ${DEFAULT_GATE_THRESHOLDS.maxDrop})`, numberOption("--max-drop", { min: 0, max: 2 }))
     .option("--soft <kinds>", `comma list of hard reason kinds to only flag (${HARD_KINDS.join(", ")})`, softOption)
-    .option("--max-usd <x>", "hard cap for a paid embedder (openai:…); spend goes to the run's ledger.jsonl", numberOption("--max-usd", { min: 0 }))
+    .option("--hard <kinds>", `comma list of soft reason kinds to treat as hard (${SOFT_KINDS.join(", ")})`, hardOption)
+    .option("--max-usd <x>", "hard cap on validate's own spend (paid embedder openai:…; generation spend does not count); recorded in the run's ledger.jsonl as stage \"validate\"", numberOption("--max-usd", { min: 0 }))
     .option("--no-report", "do not (re)write report.html")
     .option("--quiet", "no progress bar")
     .action(
@@ -75,6 +93,8 @@ export function registerValidate(program: Command): void {
         const thresholds: Partial<GateThresholds> = {};
         if (opts.inversionTolerance !== undefined) thresholds.inversionTolerance = opts.inversionTolerance;
         if (opts.dupThreshold !== undefined) thresholds.dupThreshold = opts.dupThreshold;
+        if (opts.dupTextSimilarity !== undefined) thresholds.dupTextSimilarity = opts.dupTextSimilarity;
+        if (opts.unrelatedThreshold !== undefined) thresholds.unrelatedThreshold = opts.unrelatedThreshold;
         if (opts.chainDupThreshold !== undefined) thresholds.chainDupThreshold = opts.chainDupThreshold;
         if (opts.leakThreshold !== undefined) thresholds.leakThreshold = opts.leakThreshold;
         if (opts.cycleMargin !== undefined) thresholds.cycleMargin = opts.cycleMargin;
@@ -82,8 +102,12 @@ export function registerValidate(program: Command): void {
         if (opts.maxDrop !== undefined) thresholds.maxDrop = opts.maxDrop;
 
         const paid = resolveEmbedderSpec(opts.embedder).kind === "openai";
-        const ledger = paid ? await BudgetLedger.open(join(dir, "ledger.jsonl"), opts.maxUsd) : undefined;
-        const embedder = await createEmbedder(opts.embedder, { batchSize: opts.batchSize, ...(ledger ? { ledger } : {}) });
+        // --max-usd caps this stage's spend; paid vectors are kept so a rerun (after a kill) pays nothing twice
+        const ledger = paid ? await BudgetLedger.open(join(dir, "ledger.jsonl"), opts.maxUsd, { capStage: "validate" }) : undefined;
+        const embedder = await createEmbedder(opts.embedder, {
+          batchSize: opts.batchSize,
+          ...(ledger ? { ledger, cachePath: join(dir, "embeddings-paid.jsonl") } : {}),
+        });
 
         const bar = opts.quiet
           ? undefined
@@ -103,6 +127,7 @@ export function registerValidate(program: Command): void {
             thresholds,
             holdout: opts.holdout,
             softKinds: opts.soft ?? [],
+            hardKinds: opts.hard ?? [],
             onStart: (total) => bar?.start(total, 0, { accepted: 0, repaired: 0, rejected: 0 }),
             onProgress: (p) => bar?.update(p.done, { accepted: p.accepted, repaired: p.repaired, rejected: p.rejected }),
             onWarning: (w) => process.stderr.write(`rankchain validate: warning: ${w}\n`),
@@ -128,10 +153,59 @@ export function registerValidate(program: Command): void {
             lines.push(`report: ${path}`);
           }
           process.stdout.write(lines.join("\n") + "\n");
+          const spend = ledger?.totals() ?? (await readLedgerTotals(join(dir, "ledger.jsonl")));
+          process.stdout.write(
+            JSON.stringify({
+              status: "completed",
+              exit_code: 0,
+              out: dir,
+              chains: c.chains,
+              accepted: c.accepted,
+              repaired: c.repaired,
+              rejected: c.rejected,
+              usd: spend ? Math.round(spend.spentUsd * 1e9) / 1e9 : null,
+              by_stage: spend?.byStage ?? null,
+              cap_usd: opts.maxUsd ?? null,
+              reason: null,
+            }) + "\n",
+          );
+        } catch (error) {
+          bar?.stop();
+          // every exit prints the JSON summary (status, spend by stage, reason)
+          process.stdout.write(JSON.stringify(validateExitSummary(dir, error, ledger?.totals(), opts.maxUsd)) + "\n");
+          throw error;
         } finally {
           bar?.stop();
           await embedder.dispose();
+          await ledger?.close();
+          if (ledger) recordStageSpend(dir, ledger.totals());
         }
       }),
     );
+}
+
+function validateExitSummary(dir: string, error: unknown, totals: LedgerTotals | undefined, capUsd: number | undefined) {
+  const code = exitCodeFor(error);
+  return {
+    status: code === 3 ? "budget_reached" : code === 2 ? "bad_input" : code === 130 ? "interrupted" : "failed",
+    exit_code: code,
+    out: dir,
+    chains: null,
+    usd: totals ? Math.round(totals.spentUsd * 1e9) / 1e9 : null,
+    by_stage: totals?.byStage ?? null,
+    cap_usd: capUsd ?? null,
+    reason: error instanceof Error ? error.message : String(error),
+  };
+}
+
+/** run.json's totals.by_stage follow the ledger after a paid validate (totals.usd stays generation's spend). */
+function recordStageSpend(dir: string, totals: LedgerTotals): void {
+  const path = join(dir, "run.json");
+  const run = readJsonObjectIfPresent(path);
+  if (!run || typeof run.totals !== "object" || run.totals === null) return;
+  const byStage = Object.fromEntries(Object.entries(totals.byStage).map(([k, v]) => [k, { ...v, usd: Math.round(v.usd * 1e9) / 1e9 }]));
+  const next = { ...run, totals: { ...(run.totals as Record<string, unknown>), by_stage: byStage } };
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(next, null, 2) + "\n");
+  renameSync(tmp, path);
 }

@@ -1,5 +1,5 @@
 import { homedir } from "node:os";
-import { join, resolve } from "node:path";
+import { isAbsolute, join, resolve } from "node:path";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
@@ -20,7 +20,28 @@ export function modelsDir(env: NodeJS.ProcessEnv = process.env): string {
  * (made by scripts/setup-python.sh), else python3 on PATH.
  */
 export function pythonExecutable(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.RANKCHAIN_PYTHON) return env.RANKCHAIN_PYTHON;
+  // a path (./venv/bin/python) is the caller's; a bare name (python3) is looked up on PATH
+  if (env.RANKCHAIN_PYTHON) return env.RANKCHAIN_PYTHON.includes("/") ? userPath(env.RANKCHAIN_PYTHON) : env.RANKCHAIN_PYTHON;
   const venv = join(PROJECT_ROOT, ".venv", "bin", "python");
   return existsSync(venv) ? venv : "python3";
+}
+
+/**
+ * A path the user typed, made absolute against the directory they typed it in (the process's
+ * working directory, which is never the install directory's business). `~/` is expanded.
+ */
+export function userPath(p: string, cwd: string = process.cwd()): string {
+  if (p === "~") return homedir();
+  if (p.startsWith("~/")) return join(homedir(), p.slice(2));
+  return isAbsolute(p) ? p : resolve(cwd, p);
+}
+
+/**
+ * A model reference that is either a local directory/file or a hub id ("org/name"): absolute when
+ * it names something that exists (or is written as a path: ./x, ../x, /x, ~/x), else unchanged.
+ */
+export function userPathOrId(ref: string, cwd: string = process.cwd()): string {
+  const pathLike = /^(\.{1,2}(\/|$)|\/|~(\/|$))/.test(ref);
+  const abs = userPath(ref, cwd);
+  return pathLike || existsSync(abs) ? abs : ref;
 }

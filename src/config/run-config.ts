@@ -27,12 +27,35 @@ export const GenerateConfigSchema = z
     timeoutMs: z.number().int().min(100).default(60_000),
     maxRetries: z.number().int().min(0).max(20).default(4),
     promptVersion: z.number().int().min(1).optional(),
+    /** Generate steps × oversample rewrites and keep every oversample-th (long chains, subsampled). */
+    oversample: z.number().int().min(1).max(8).default(1),
+    /** Retries of a bad chain step, each with changed settings recorded in the chain. */
+    stepRetries: z.number().int().min(0).max(5).default(2),
+    /** Length band, anti-append and anti-return rules on every step (src/generate/drift.ts). */
+    driftRules: z.boolean().default(true),
     maxSeedChars: z.number().int().min(1).default(2000),
     gpu: z.enum(["auto", "cuda", "metal", "off"]).default("auto"),
+    /** A chain with fewer steps is not usable; a run with no usable chain is not "completed". Default min(3, steps). */
+    minSteps: z.number().int().min(1).max(64).optional(),
+    /** Circuit breaker: stop after this many consecutive connection failures (exit 4). */
+    maxConnectionFailures: z.number().int().min(1).max(1000).default(5),
   })
   .superRefine((c, ctx) => {
     if (c.provider === "openai-compatible" && !c.baseUrl && !process.env.OPENAI_BASE_URL) {
       ctx.addIssue({ code: "custom", path: ["baseUrl"], message: "openai-compatible needs --base-url (or OPENAI_BASE_URL)" });
+    }
+    if (c.baseUrl !== undefined && /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(c.baseUrl)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["baseUrl"],
+        message: "holds credentials (user:password@host), which Node's fetch refuses; remove them and put the key in OPENAI_API_KEY (?key= in the query is fine)",
+      });
+    }
+    if (c.minSteps !== undefined && c.minSteps > c.steps) {
+      ctx.addIssue({ code: "custom", path: ["minSteps"], message: `must be at most --steps (${c.steps}), got ${c.minSteps}` });
+    }
+    if (c.steering === "cfg" && c.guidance < 1) {
+      ctx.addIssue({ code: "custom", path: ["guidance"], message: `must be >= 1 for --steering cfg (1 = plain decoding), got ${c.guidance}` });
     }
     if (c.cfgTopK !== undefined && c.steering !== "cfg") {
       ctx.addIssue({ code: "custom", path: ["cfgTopK"], message: "only applies to --steering cfg" });

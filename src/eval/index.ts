@@ -1,9 +1,12 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { ConfigError, RankchainError } from "../errors.ts";
-import { pythonExecutable } from "../config/paths.ts";
+import { pythonExecutable, userPath, userPathOrId } from "../config/paths.ts";
 import { readManifest } from "../store/run-dir.ts";
 import { checkPythonSide, runPythonModule, type PythonEvent } from "../posttrain/python.ts";
+import { readRerankFile } from "./rerank.ts";
+
+export * from "./rerank.ts";
 
 /** One row of eval.json's `metrics` (written by rankchain_posttrain.evaluate). */
 export interface EvalMetric {
@@ -33,6 +36,8 @@ export interface EvalOptions {
   baseline?: string;
   sts: string;
   chains?: string;
+  /** Reranking file (src/eval/rerank.ts format) for MAP, MRR@10 and nDCG@10. */
+  rerank?: string;
   /** The run directory the training data came from: its cost goes into usd, and eval.json is copied there. */
   data?: string;
   usd?: number;
@@ -91,14 +96,29 @@ export interface EvalResult {
  * run directory so `rankchain report` shows the before/after table.
  */
 export async function runEval(
-  opts: EvalOptions,
+  given: EvalOptions,
   hooks: { python?: string; env?: NodeJS.ProcessEnv; onStderr?: (line: string) => void } = {},
 ): Promise<EvalResult> {
-  if (!opts.model) throw new ConfigError("--model is required");
-  if (!opts.sts) throw new ConfigError("--sts is required (TSV: sentence1<TAB>sentence2<TAB>score with a header)");
-  if (!existsSync(opts.sts)) throw new ConfigError("no such STS file", { location: { file: opts.sts } });
+  if (!given.model) throw new ConfigError("--model is required");
+  if (!given.sts) throw new ConfigError("--sts is required (TSV: sentence1<TAB>sentence2<TAB>score with a header)");
+  // every path against the caller's directory; the Python side gets absolute paths only
+  const opts: EvalOptions = {
+    ...given,
+    model: userPathOrId(given.model),
+    sts: userPath(given.sts),
+    ...(given.baseline !== undefined ? { baseline: userPathOrId(given.baseline) } : {}),
+    ...(given.chains !== undefined ? { chains: userPath(given.chains) } : {}),
+    ...(given.data !== undefined ? { data: userPath(given.data) } : {}),
+    ...(given.out !== undefined ? { out: userPath(given.out) } : {}),
+  };
+  if (!existsSync(opts.sts)) throw new ConfigError("no such STS file", { location: { file: given.sts } });
   if (opts.data && !(existsSync(opts.data) && statSync(opts.data).isDirectory())) {
-    throw new ConfigError("--data must be a run directory", { location: { file: opts.data } });
+    throw new ConfigError("--data must be a run directory", { location: { file: given.data! } });
+  }
+  if (opts.rerank) {
+    if (!existsSync(opts.rerank)) throw new ConfigError("no such reranking file (--rerank)", { location: { file: opts.rerank } });
+    // checked here, so a bad line is reported (exit 2, file:line) before any model loads
+    if ((await readRerankFile(opts.rerank)).length === 0) throw new ConfigError("no records in the reranking file (--rerank)", { location: { file: opts.rerank } });
   }
   const usd = opts.usd ?? (opts.data ? runCostUsd(opts.data) : null);
   const outPath = resolve(opts.out ?? (opts.data ? join(opts.data, EVAL_FILE) : EVAL_FILE));
@@ -108,6 +128,7 @@ export async function runEval(
   const args = ["--model", opts.model, "--sts", opts.sts, "--out", outPath];
   if (opts.baseline) args.push("--baseline", opts.baseline);
   if (opts.chains) args.push("--chains", opts.chains);
+  if (opts.rerank) args.push("--rerank", opts.rerank);
   if (usd !== null && usd !== undefined) args.push("--usd", String(usd));
   if (opts.device) args.push("--device", opts.device);
   if (opts.maxSeqLength) args.push("--max-seq-length", String(opts.maxSeqLength));

@@ -1,6 +1,8 @@
 /**
  * Output cleaning for one chain step. Cleans what is safe to clean (wrapping quotes or backticks,
- * a "Here is …:" preamble, step numbering, surrounding whitespace); reports what is not (empty,
+ * a "Here is …:" preamble, step numbering, surrounding whitespace, markup debris: tags such as
+ * "< sentence>…</sentence>" or "<a>…</a>" and HTML escapes such as "&lt;" that the sentences
+ * before it did not contain); reports what is not (empty,
  * several sentences on several lines, a refusal, a copy of an earlier sentence), so the generator
  * can retry once and otherwise truncate the chain with the reason recorded.
  */
@@ -27,6 +29,47 @@ const WRAPPERS: [string, string][] = [
   ["**", "**"],
   ["<sentence>", "</sentence>"],
 ];
+
+/**
+ * A tag as a model leaves it behind: `<name …>`, `</name>`, `<name/>`, plus our own delimiter
+ * written with spaces ("< sentence>", "</ sentence >"). "a < b > c" is not a tag (space after <).
+ */
+const TAG = /<\/?[A-Za-z][\w:.-]*(?:\s+[\w:.-]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'<>]+))?)*\s*\/?>|<\s*\/?\s*sentence\s*\/?\s*>/gi;
+const ENTITY = /&(?:lt|gt|amp|quot|apos|nbsp|#\d{1,6}|#x[0-9a-f]{1,6});/gi;
+const NAMED: Record<string, string> = { lt: "<", gt: ">", amp: "&", quot: '"', apos: "'", nbsp: " " };
+
+function decodeEntity(e: string): string {
+  const body = e.slice(1, -1).toLowerCase();
+  if (body.startsWith("#x")) return safeCodePoint(parseInt(body.slice(2), 16), e);
+  if (body.startsWith("#")) return safeCodePoint(parseInt(body.slice(1), 10), e);
+  return NAMED[body] ?? e;
+}
+function safeCodePoint(cp: number, fallback: string): string {
+  return Number.isInteger(cp) && cp >= 0x20 && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff) && !(cp >= 0x7f && cp <= 0x9f) ? String.fromCodePoint(cp) : fallback;
+}
+
+/**
+ * Removes markup debris that the sentences before this step did not have: HTML escapes are
+ * decoded (repeatedly: "&amp;lt;" → "<"), then tags are removed, keeping any escape or tag that
+ * an earlier sentence (the anchor, a previous step) holds verbatim — a seed about HTML keeps its
+ * "<div>". What the model was shown round-trips; what it invented goes.
+ */
+export function stripMarkupDebris(text: string, earlier: readonly string[], fixes: string[]): string {
+  const before = earlier.join("\n");
+  let t = text;
+  for (let i = 0; i < 4; i++) {
+    const next = t.replace(ENTITY, (e) => (before.includes(e) ? e : decodeEntity(e)));
+    if (next === t) break;
+    t = next;
+    if (!fixes.includes("decoded html escapes")) fixes.push("decoded html escapes");
+  }
+  const stripped = t.replace(TAG, (tag) => (before.includes(tag) ? tag : " "));
+  if (stripped !== t) {
+    t = stripped.replace(/\s+([.,;:!?])/g, "$1").replace(/\s{2,}/g, " ").trim();
+    fixes.push("removed markup");
+  }
+  return t;
+}
 
 export function normalizeForCompare(s: string): string {
   return s
@@ -86,6 +129,8 @@ export function cleanStep(raw: string, earlier: readonly string[], opts: { finis
     text = text.replace(NUMBERING, "");
     fixes.push("removed numbering");
   }
+  text = stripWrappers(text, fixes);
+  text = stripMarkupDebris(text, earlier, fixes);
   text = stripWrappers(text, fixes);
   if (text === "") return { ok: false, reason: "empty", text: raw };
   if (REFUSAL.test(text)) return { ok: false, reason: "refusal", text: raw };

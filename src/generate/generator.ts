@@ -1,19 +1,23 @@
 import { BudgetExceededError, ProviderCallError, RankchainError, RetryError } from "../errors.ts";
-import type { BudgetLedger } from "../budget/ledger.ts";
-import { costUsd, type ModelPrice } from "../config/prices.ts";
+import type { Ledger } from "../budget/types.ts";
+import { countQuality, settleFailure } from "../budget/billing.ts";
+import type { ModelPrice } from "../config/prices.ts";
 import type {
   CallWarning,
   GenerateRequest,
   GenerateResult,
   GuidedGenerateRequest,
   LanguageModel,
+  StructuredOutputMode,
 } from "../llm/types.ts";
+import { STRUCTURED_OUTPUT_MODES } from "../llm/types.ts";
 import type { ChainRecord, GeneratorInfo } from "../store/chain-record.ts";
 import { hashJson, type CachedResponse } from "../store/run-dir.ts";
 import type { JsonlAppender } from "../store/jsonl.ts";
-import { buildLadderRequest, buildStepwiseRequest, parseLadderResponse } from "../steering/prompt.ts";
+import { buildLadderRequest, buildStepwiseRequest, parseLadderItems } from "../steering/prompt.ts";
 import type { PromptTemplate } from "../steering/prompt-templates.ts";
 import { cleanStep, type CleanFailure } from "./clean.ts";
+import { driftFailure, subsample, type DriftFailure } from "./drift.ts";
 import { DEFAULT_RETRY_POLICY, withRetries, type RetryPolicy } from "./retry.ts";
 import type { Seed } from "./seeds.ts";
 
@@ -27,6 +31,8 @@ export type CfgStepBuilder = (input: {
   maxOutputTokens: number;
   temperature?: number | undefined;
   seed?: number | undefined;
+  /** Negative prompt = "repeat the sentence" instead of the older sentence's rewrite (a retry after a copy). */
+  antiCopy?: boolean | undefined;
 }) => GuidedGenerateRequest;
 
 export interface GeneratorOptions {
@@ -42,10 +48,16 @@ export interface GeneratorOptions {
   maxOutputTokens: number;
   temperature?: number | undefined;
   seed?: number | undefined;
+  /** Generate steps × oversample steps and keep every oversample-th (the paper's long chains); default 1. */
+  oversample?: number | undefined;
+  /** Retries of a bad step, each with changed settings (recorded in the chain's `retries`); default 2. */
+  stepRetries?: number | undefined;
+  /** Apply the drift rules of drift.ts (length band, anti-append, anti-return) to each step; default true. */
+  driftRules?: boolean | undefined;
   concurrency: number;
   /** undefined only when no cap is set and the price is unknown: spend then counts tokens only. */
   price: ModelPrice | undefined;
-  ledger: BudgetLedger;
+  ledger: Ledger;
   chainsOut: JsonlAppender;
   responsesOut: JsonlAppender;
   /** Responses paid for by an earlier process (resume). */
@@ -59,14 +71,31 @@ export interface GeneratorOptions {
   onChainDone?: (record: ChainRecord) => void;
   onChainFailed?: (info: { id: string; line: number; error: unknown }) => void;
   onRetry?: (info: { chainId: string; attempt: number; delayMs: number; error: unknown }) => void;
+  /**
+   * Circuit breaker: after this many consecutive connection failures (refused, reset, timed out;
+   * retries included) the run starts no new call and stops with stoppedBy "unreachable". Default 5.
+   */
+  maxConnectionFailures?: number | undefined;
+  /** Structured-output mode to start from (resume passes the mode the run had settled on). Default json_schema. */
+  structuredMode?: StructuredOutputMode | undefined;
   now?: () => Date;
+}
+
+/** How ladder calls asked for JSON, and every step down a server forced (recorded in run.json). */
+export interface StructuredOutputRecord {
+  mode: StructuredOutputMode;
+  changes: { from: StructuredOutputMode; to: StructuredOutputMode; reason: string }[];
 }
 
 export interface GenerateOutcome {
   /** ids of chains written in this process */
   written: string[];
-  stoppedBy: "done" | "budget" | "interrupted";
+  stoppedBy: "done" | "budget" | "interrupted" | "unreachable";
   budgetError: BudgetExceededError | undefined;
+  /** Set when the circuit breaker stopped the run: how many consecutive failures, and the last one. */
+  unreachable: { consecutiveFailures: number; lastError: string } | undefined;
+  /** Ladder steering only: the structured-output mode the run ended with, and why it changed. */
+  structuredOutput: StructuredOutputRecord | undefined;
   cachedResponsesReused: number;
   warnings: CallWarning[];
   /** Chains that failed with a provider error that concerns only them; not written, so --resume retries them. */
@@ -87,12 +116,54 @@ class StopSignal extends RankchainError {
 }
 
 /**
+ * A server's answer that rejects the requested response_format (HTTP 4xx/5xx whose message or body
+ * names response_format / json_schema / json_object, e.g. llama-cpp-python's 500 "Input should be
+ * 'text' or 'json_object'"). Retrying it unchanged would fail the same way; the generator steps
+ * down to the next structured-output mode instead.
+ */
+export function isResponseFormatRejection(e: unknown): boolean {
+  if (!(e instanceof ProviderCallError) || e.status === undefined || e.status < 400) return false;
+  return /response_format|json_schema|json_object|guided_json/i.test(`${e.message}\n${e.bodyExcerpt ?? ""}`);
+}
+
+class StructuredOutputRejected extends RankchainError {
+  override readonly name = "StructuredOutputRejected";
+}
+
+/** The default of GeneratorOptions.maxConnectionFailures. */
+export const DEFAULT_MAX_CONNECTION_FAILURES = 5;
+
+/**
+ * A failure to reach the provider at all: a ProviderCallError without an HTTP status that is
+ * retryable — connection refused or reset, DNS, a timeout. (Aborts are not retryable; HTTP errors
+ * and malformed bodies carry a status.)
+ */
+export function isConnectionFailure(e: unknown): boolean {
+  return e instanceof ProviderCallError && e.status === undefined && e.isRetryable;
+}
+
+/** A message shortened at a word boundary (never mid-path), with an ellipsis when shortened. */
+export function shortenMessage(message: string, max = 500): string {
+  const oneLine = message.replace(/\s*\n\s*/g, " ");
+  if (oneLine.length <= max) return oneLine;
+  const cut = oneLine.lastIndexOf(" ", max);
+  return (cut > max / 2 ? oneLine.slice(0, cut) : oneLine.slice(0, max)) + " …";
+}
+
+/**
  * The chain generator. It owns failure: concurrency, retries (each attempt reserves in the ledger
  * again), the ledger, appends and response caching. Adapters make one call and catch nothing.
  */
 export class ChainGenerator {
-  private stopping: "budget" | "interrupted" | undefined;
+  private stopping: "budget" | "interrupted" | "unreachable" | undefined;
   private budgetError: BudgetExceededError | undefined;
+  private consecutiveConnectionFailures = 0;
+  private unreachable: GenerateOutcome["unreachable"];
+  /** Aborted when retries must stop waiting: the run's abort signal, or the circuit breaker. */
+  private readonly halt = new AbortController();
+  /** Feature detection, once per run: the strongest structured-output mode the server accepts. */
+  private structuredMode: StructuredOutputMode;
+  private readonly structuredChanges: StructuredOutputRecord["changes"] = [];
   private reused = 0;
   private readonly warnings = new Map<string, CallWarning>();
   private readonly retryPolicy: RetryPolicy;
@@ -103,7 +174,29 @@ export class ChainGenerator {
     }
     if (o.steering === "cfg" && !o.cfgBuilder) throw new RankchainError("cfg steering needs a step builder");
     this.retryPolicy = o.retryPolicy ?? DEFAULT_RETRY_POLICY;
+    this.structuredMode = o.structuredMode ?? "json_schema";
     o.drainSignal?.addEventListener("abort", () => (this.stopping ??= "interrupted"), { once: true });
+    o.abortSignal?.addEventListener("abort", () => this.halt.abort(o.abortSignal?.reason), { once: true });
+  }
+
+  /** Counts a connection failure (or resets the count after an answer); trips the breaker at the limit. */
+  private noteConnection(error: unknown): void {
+    if (error === undefined) {
+      this.consecutiveConnectionFailures = 0;
+      return;
+    }
+    if (!isConnectionFailure(error)) return;
+    this.consecutiveConnectionFailures++;
+    const limit = this.o.maxConnectionFailures ?? DEFAULT_MAX_CONNECTION_FAILURES;
+    if (this.consecutiveConnectionFailures >= limit && !this.unreachable) {
+      this.unreachable = {
+        consecutiveFailures: this.consecutiveConnectionFailures,
+        lastError: shortenMessage(error instanceof Error ? error.message : String(error)),
+      };
+      this.stopping ??= "unreachable";
+      // wake retries that are waiting out a backoff: no new call will be made
+      this.halt.abort(new StopSignal("provider unreachable"));
+    }
   }
 
   generatorInfo(): GeneratorInfo {
@@ -116,6 +209,8 @@ export class ChainGenerator {
       ...(this.o.steering === "cfg" && this.o.cfgTopK !== undefined ? { cfg_top_k: this.o.cfgTopK } : {}),
       prompt: this.o.template.name,
       prompt_version: this.o.template.version,
+      ...((this.o.oversample ?? 1) > 1 ? { oversample: this.o.oversample } : {}),
+      ...(this.o.driftRules === false ? { drift_rules: false } : {}),
       ...(warnings.length ? { warnings } : {}),
     };
   }
@@ -135,13 +230,15 @@ export class ChainGenerator {
           this.o.onChainDone?.(record);
         } catch (e) {
           if (e instanceof StopSignal) return;
+          // the breaker tripped: this chain is not done, not failed; --resume does it
+          if (this.stopping === "unreachable" && (isConnectionFailure(e) || (e instanceof RetryError && isConnectionFailure(e.lastError)))) return;
           if (e instanceof BudgetExceededError) {
             this.budgetError ??= e;
             this.stopping ??= "budget";
             return;
           }
           if ((e instanceof ProviderCallError || e instanceof RetryError) && !isFatalProviderError(e) && !this.o.abortSignal?.aborted) {
-            failed.push({ id: seed.id, line: seed.line, error: e.message.slice(0, 300) });
+            failed.push({ id: seed.id, line: seed.line, error: shortenMessage(e.message) });
             this.o.onChainFailed?.({ id: seed.id, line: seed.line, error: e });
             continue;
           }
@@ -158,6 +255,8 @@ export class ChainGenerator {
       written,
       stoppedBy: this.stopping ?? "done",
       budgetError: this.budgetError,
+      unreachable: this.unreachable,
+      structuredOutput: this.o.steering === "ladder" ? { mode: this.structuredMode, changes: [...this.structuredChanges] } : undefined,
       cachedResponsesReused: this.reused,
       warnings: [...this.warnings.values()],
       failed,
@@ -166,57 +265,98 @@ export class ChainGenerator {
 
   private async chain(seed: Seed): Promise<ChainRecord> {
     const ctx = { chainId: seed.id, callIndex: 0 };
-    const steps: string[] = [];
-    let truncated: { at_step: number; reason: string } | undefined;
+    let steps: string[] = [];
+    let truncated: { at_step: number; reason: string; long_at_step?: number } | undefined;
     const cleaningNotes: string[] = [];
+    const retries: StepRetry[] = [];
+    const every = this.o.oversample ?? 1;
+    const total = this.o.steps * every;
+    const drift = (text: string, so_far: readonly string[]): DriftFailure | undefined =>
+      this.o.driftRules === false ? undefined : driftFailure(text, seed.text, so_far, { checkReturn: this.o.steering !== "cfg" });
 
     if (this.o.steering === "ladder") {
       const req = buildLadderRequest(this.o.template, {
         anchor: seed.text,
-        totalSteps: this.o.steps,
-        maxOutputTokens: this.o.maxOutputTokens,
+        totalSteps: total,
+        maxOutputTokens: this.o.maxOutputTokens * every,
         temperature: this.o.temperature,
         seed: this.o.seed,
       });
       let parsed: string[] | undefined;
       let res = await this.call(ctx, { kind: "plain", req });
-      parsed = parseLadderResponse(res.text, this.o.steps);
-      if (!parsed || parsed.length < this.o.steps) {
+      parsed = parseLadderItems(res.text, total);
+      if (!parsed && res.structuredMode && res.structuredMode !== "prompt" && res.finishReason.unified !== "length" && !/^\s*[{[]/.test(res.text)) {
+        // free text in answer to response_format: the server ignores the field (so any mode of it);
+        // spell the schema out in the prompt instead
+        this.stepDownStructured(res.structuredMode, "the server answered free text to response_format (ignored it)", "prompt");
+      }
+      if (!parsed || parsed.length < total) {
         // retry once with changed parameters: more room if it was cut off, else some temperature
-        res = await this.call(ctx, { kind: "plain", req: this.retryVariant(req, res.finishReason.unified === "length") });
-        const again = parseLadderResponse(res.text, this.o.steps);
+        const lengthStop = res.finishReason.unified === "length";
+        const variant = this.retryVariant(req, lengthStop);
+        retries.push({ step: (parsed?.length ?? 0) + 1, reason: parsed ? "too-few-steps" : "unparsable", changed: changedSettings(req, variant) });
+        res = await this.call(ctx, { kind: "plain", req: variant });
+        const again = parseLadderItems(res.text, total);
         if (again && again.length >= (parsed?.length ?? 0)) parsed = again;
+      }
+      if (parsed) {
+        // a first item that repeats the anchor is dropped, not a reason to discard the chain
+        const first = cleanStep(parsed[0]!, [seed.text]);
+        if (!first.ok && first.reason === "duplicate" && parsed.length > 1) {
+          parsed = parsed.slice(1);
+          cleaningNotes.push("1:dropped a copy of the anchor");
+        }
+        parsed = parsed.slice(0, total);
       }
       if (!parsed) {
         truncated = { at_step: 1, reason: res.finishReason.unified === "length" ? "unparsable-truncated" : "unparsable" };
       } else {
         for (const [i, raw] of parsed.entries()) {
           const c = cleanStep(raw, [seed.text, ...steps]);
-          if (!c.ok) {
-            truncated = { at_step: i + 1, reason: c.reason };
+          const bad = c.ok ? drift(c.text, steps) : c.reason;
+          if (!c.ok || bad) {
+            truncated = { at_step: i + 1, reason: bad! };
             break;
           }
           if (c.fixes.length) cleaningNotes.push(`${i + 1}:${c.fixes.join("+")}`);
           steps.push(c.text);
         }
-        if (!truncated && steps.length < this.o.steps) truncated = { at_step: steps.length + 1, reason: "too-few-steps" };
+        if (!truncated && steps.length < total) truncated = { at_step: steps.length + 1, reason: "too-few-steps" };
       }
     } else {
-      for (let i = 0; i < this.o.steps; i++) {
-        const req = this.stepRequest(seed.text, steps);
-        let res = await this.call(ctx, req);
-        let c = cleanStep(res.text, [seed.text, ...steps], { finishedByLength: res.finishReason.unified === "length" });
-        if (!c.ok) {
-          res = await this.call(ctx, this.retryStep(req, c.reason));
-          c = cleanStep(res.text, [seed.text, ...steps], { finishedByLength: res.finishReason.unified === "length" });
+      const attempts = 1 + Math.max(0, this.o.stepRetries ?? 2);
+      for (let i = 0; i < total; i++) {
+        const first = this.stepRequest(seed.text, steps, false);
+        let req = first;
+        let failure: CleanFailure | DriftFailure | undefined;
+        let accepted: { text: string; fixes: string[] } | undefined;
+        for (let attempt = 0; attempt < attempts; attempt++) {
+          if (attempt > 0) {
+            req = this.retryStep(seed.text, steps, first, failure!, attempt);
+            retries.push({ step: i + 1, reason: failure!, changed: changedSettings(first.req, req.req) });
+          }
+          const res = await this.call(ctx, req);
+          const c = cleanStep(res.text, [seed.text, ...steps], { finishedByLength: res.finishReason.unified === "length" });
+          failure = c.ok ? drift(c.text, steps) : c.reason;
+          if (c.ok && !failure) {
+            accepted = c;
+            break;
+          }
         }
-        if (!c.ok) {
-          truncated = { at_step: i + 1, reason: c.reason };
+        if (!accepted) {
+          truncated = { at_step: i + 1, reason: failure! };
           break;
         }
-        if (c.fixes.length) cleaningNotes.push(`${i + 1}:${c.fixes.join("+")}`);
-        steps.push(c.text);
+        if (accepted.fixes.length) cleaningNotes.push(`${i + 1}:${accepted.fixes.join("+")}`);
+        steps.push(accepted.text);
       }
+    }
+    let longChain: { steps: string[]; kept: number[] } | undefined;
+    if (every > 1) {
+      const sub = subsample(steps, every);
+      longChain = { steps, kept: sub.indexes };
+      if (truncated) truncated = { at_step: sub.steps.length + 1, reason: truncated.reason, long_at_step: truncated.at_step };
+      steps = sub.steps;
     }
     const used = this.o.ledger.chainUsage(seed.id);
     return {
@@ -226,61 +366,71 @@ export class ChainGenerator {
       generator: this.generatorInfo(),
       usage: { input_tokens: used.input, output_tokens: used.output, usd: round(used.usd) },
       ...(truncated ? { truncated } : {}),
+      ...(retries.length ? { retries } : {}),
+      ...(longChain ? { long_chain: longChain } : {}),
       ...(cleaningNotes.length ? { cleaning: cleaningNotes } : {}),
       seed_line: seed.line,
       created_at: (this.o.now ?? (() => new Date()))().toISOString(),
     };
   }
 
-  private stepRequest(anchor: string, steps: readonly string[]): PlannedCall {
+  private stepRequest(anchor: string, steps: readonly string[], antiCopy: boolean, guidance = this.o.guidance ?? 1.5): PlannedCall {
     if (this.o.steering === "cfg") {
       return {
         kind: "guided",
         req: this.o.cfgBuilder!({
           anchor,
           steps,
-          guidance: this.o.guidance ?? 1.5,
+          guidance,
           maxOutputTokens: this.o.maxOutputTokens,
           temperature: this.o.temperature,
           seed: this.o.seed,
+          ...(antiCopy ? { antiCopy: true } : {}),
         }),
       };
     }
+    const sampled = (this.o.temperature ?? 0) > 0 && this.o.seed !== undefined;
     return {
       kind: "plain",
       req: buildStepwiseRequest(this.o.template, {
         anchor,
         stepsSoFar: steps,
-        totalSteps: this.o.steps,
+        totalSteps: this.o.steps * (this.o.oversample ?? 1),
         maxOutputTokens: this.o.maxOutputTokens,
         temperature: this.o.temperature,
-        seed: this.o.seed,
+        // each step draws with its own seed, so a step that repeats is not bound to repeat the draw
+        seed: sampled ? stepSeed(this.o.seed!, steps.length) : this.o.seed,
       }),
     };
   }
 
-  /** The one retry after a bad step: never with unchanged parameters after a `length` stop. */
-  private retryStep(planned: PlannedCall, reason: CleanFailure): PlannedCall {
+  /**
+   * A retry after a bad step, never with unchanged settings. After a `length` stop: twice the
+   * room. Otherwise attempt 1 samples (temperature ≥ 0.7, a new seed) and, for CFG after a
+   * copy, guides away from a "repeat the sentence" prompt; attempt 2 samples hotter
+   * (temperature ≥ 1.0) with stronger guidance. What changed goes into the record's `retries`.
+   */
+  private retryStep(anchor: string, steps: readonly string[], planned: PlannedCall, reason: CleanFailure | DriftFailure, attempt: number): PlannedCall {
     const lengthStop = reason === "truncated";
+    const temperature = attempt >= 2 ? 1.0 : 0.7;
     if (planned.kind === "guided") {
       const r = planned.req;
-      return {
-        kind: "guided",
-        req: {
-          ...r,
-          maxOutputTokens: lengthStop ? r.maxOutputTokens * 2 : r.maxOutputTokens,
-          temperature: lengthStop ? r.temperature : Math.max(r.temperature ?? 0, 0.7),
-          seed: lengthStop ? r.seed : retrySeed(r.seed),
-        },
-      };
+      if (lengthStop) return { kind: "guided", req: { ...r, maxOutputTokens: r.maxOutputTokens * 2 ** attempt } };
+      const guidance = (this.o.guidance ?? 1.5) + (attempt >= 2 ? 1 : 0);
+      const rebuilt = this.stepRequest(anchor, steps, reason === "duplicate", Math.max(guidance, 1.5));
+      const g = rebuilt.req as GuidedGenerateRequest;
+      return { kind: "guided", req: { ...g, temperature: Math.max(r.temperature ?? 0, temperature), seed: retrySeed(r.seed ?? this.o.seed ?? 0, attempt) } };
     }
-    return { kind: "plain", req: this.retryVariant(planned.req, lengthStop) };
+    const req = planned.req;
+    return lengthStop
+      ? { kind: "plain", req: { ...req, maxOutputTokens: req.maxOutputTokens * 2 ** attempt } }
+      : { kind: "plain", req: { ...req, temperature: Math.max(req.temperature ?? 0, temperature), seed: retrySeed(req.seed ?? this.o.seed ?? 0, attempt) } };
   }
 
   private retryVariant(req: GenerateRequest, lengthStop: boolean): GenerateRequest {
     return lengthStop
       ? { ...req, maxOutputTokens: req.maxOutputTokens * 2 }
-      : { ...req, temperature: Math.max(req.temperature ?? 0, 0.7), seed: retrySeed(req.seed) };
+      : { ...req, temperature: Math.max(req.temperature ?? 0, 0.7), seed: req.seed === undefined ? undefined : retrySeed(req.seed, 1) };
   }
 
   /**
@@ -288,8 +438,43 @@ export class ChainGenerator {
    * otherwise reserve the worst case, call, replace the reservation by the reported usage,
    * append the response. Retries (classified retryable only) reserve again each attempt.
    */
-  private async call(ctx: { chainId: string; callIndex: number }, planned: PlannedCall): Promise<GenerateResult> {
+  /** Steps the structured-output mode down once (for every chain of the run) and records why. */
+  private stepDownStructured(from: StructuredOutputMode, reason: string, to?: StructuredOutputMode): void {
+    if (this.structuredMode !== from) return; // another chain already stepped down
+    const next = to ?? STRUCTURED_OUTPUT_MODES[STRUCTURED_OUTPUT_MODES.indexOf(from) + 1];
+    if (!next) return;
+    this.structuredMode = next;
+    this.structuredChanges.push({ from, to: next, reason: shortenMessage(reason, 300) });
+  }
+
+  /**
+   * One logical call. A ladder request is sent in the run's current structured-output mode; a
+   * server that rejects the mode makes the run step down (json_schema → json_object → prompt) and
+   * the same call is made again in the next mode, under the same call index (so --resume finds it).
+   */
+  private async call(ctx: { chainId: string; callIndex: number }, planned: PlannedCall): Promise<GenerateResult & { structuredMode?: StructuredOutputMode }> {
     const callIndex = ctx.callIndex++;
+    for (;;) {
+      const rf = planned.kind === "plain" ? planned.req.responseFormat : undefined;
+      const mode = this.structuredMode;
+      // json_schema is the request as it always was (same cache key as runs made before modes existed)
+      const effective: PlannedCall =
+        rf && planned.kind === "plain" && mode !== "json_schema" ? { kind: "plain", req: { ...planned.req, responseFormat: { ...rf, mode } } } : planned;
+      try {
+        const result = await this.callOnce(ctx.chainId, callIndex, effective);
+        return rf ? { ...result, structuredMode: mode } : result;
+      } catch (e) {
+        if (e instanceof StructuredOutputRejected && rf) {
+          this.stepDownStructured(mode, e.message);
+          if (this.structuredMode !== mode) continue;
+        }
+        throw e instanceof StructuredOutputRejected ? e.cause : e;
+      }
+    }
+  }
+
+  private async callOnce(chainId: string, callIndex: number, planned: PlannedCall): Promise<GenerateResult> {
+    const ctx = { chainId };
     const fingerprint =
       planned.kind === "guided"
         ? { g: planned.req.guidance, p: planned.req.positive, n: planned.req.negative, m: planned.req.maxOutputTokens, t: planned.req.temperature, s: planned.req.seed }
@@ -314,38 +499,53 @@ export class ChainGenerator {
         const counted = await this.o.model.countInputTokens(messages, {
           responseFormat: planned.kind === "plain" ? planned.req.responseFormat : undefined,
         });
-        const worst = this.o.price ? costUsd(this.o.price, counted.tokens, maxOut) : 0;
+        // Waits for calls in flight to settle when the worst case does not fit yet; throws
+        // BudgetExceededError only when nothing is in flight and it still does not fit.
         const reservation = await this.o.ledger.reserve({
-          usd: worst,
+          stage: "generate",
+          model: `${this.o.model.provider}/${this.o.model.modelId}`,
           chainId: ctx.chainId,
           inputTokens: counted.tokens,
           maxOutputTokens: maxOut,
-          model: `${this.o.model.provider}/${this.o.model.modelId}`,
+          count: countQuality(counted),
+          price: this.o.price,
+          signal: this.o.abortSignal,
         });
+        if (this.stopping) {
+          await this.o.ledger.release(reservation, "run stopping; not sent");
+          throw new StopSignal("stopping");
+        }
         let result: GenerateResult;
+        // One signal per call, linked to the run's: SDKs add an abort listener to the signal they
+        // get, so handing every call the run-wide signal piles up listeners (MaxListenersExceeded).
+        const callAbort = new AbortController();
+        const run = this.o.abortSignal;
+        const forward = () => callAbort.abort(run?.reason);
+        if (run?.aborted) forward();
+        else run?.addEventListener("abort", forward, { once: true });
         try {
           result =
             planned.kind === "guided"
-              ? await this.o.model.generateGuided!({ ...planned.req, abortSignal: this.o.abortSignal, timeoutMs: this.o.timeoutMs })
-              : await this.o.model.generate({ ...planned.req, abortSignal: this.o.abortSignal, timeoutMs: this.o.timeoutMs });
+              ? await this.o.model.generateGuided!({ ...planned.req, abortSignal: callAbort.signal, timeoutMs: this.o.timeoutMs })
+              : await this.o.model.generate({ ...planned.req, abortSignal: callAbort.signal, timeoutMs: this.o.timeoutMs });
+          this.noteConnection(undefined);
         } catch (error) {
-          // An HTTP error answer is not billed. A timeout, reset or abort may have been processed:
-          // charge its worst case so the ledger never under-counts.
-          if (error instanceof ProviderCallError && error.status !== undefined) {
-            await this.o.ledger.release(reservation, `HTTP ${error.status}`);
-          } else {
-            await this.o.ledger.charge(reservation, {
-              usd: worst,
-              inputTokens: counted.tokens,
-              outputTokens: maxOut,
-              estimated: true,
-              note: `no answer (${error instanceof Error ? error.message.slice(0, 120) : "unknown"}); charged at worst case`,
-            });
+          this.noteConnection(error);
+          // Any 2xx answer is charged (worst case when its usage cannot be read); an HTTP error answer
+          // and an attempt that never reached the provider are released; a timeout, reset or abort
+          // after sending is charged at worst case (src/budget/billing.ts).
+          await settleFailure(this.o.ledger, reservation, error);
+          const rfMode = planned.kind === "plain" ? (planned.req.responseFormat?.mode ?? "json_schema") : undefined;
+          if (planned.kind === "plain" && planned.req.responseFormat && rfMode !== "prompt" && isResponseFormatRejection(error)) {
+            // not retried blindly: the caller steps down to the next mode
+            throw new StructuredOutputRejected(`${rfMode} rejected: ${(error as Error).message}`, { cause: error });
           }
           throw error;
+        } finally {
+          run?.removeEventListener("abort", forward);
         }
-        const input = result.usage.inputTokens ?? counted.tokens;
-        const output = result.usage.outputTokens ?? maxOut;
+        const input = result.usage.inputTokens ?? reservation.inputTokens;
+        const output = result.usage.outputTokens ?? reservation.maxOutputTokens;
         const estimated = result.usage.inputTokens === undefined || result.usage.outputTokens === undefined;
         for (const w of result.warnings) this.warnings.set(JSON.stringify(w), w);
         // The response is saved before the charge: a kill between the two leaves a saved response
@@ -362,18 +562,17 @@ export class ChainGenerator {
           ts: (this.o.now ?? (() => new Date()))().toISOString(),
         } satisfies CachedResponse);
         await this.o.ledger.charge(reservation, {
-          usd: this.o.price ? costUsd(this.o.price, input, output, result.usage.cachedInputTokens ?? 0) : 0,
           inputTokens: input,
           outputTokens: output,
           cachedInputTokens: result.usage.cachedInputTokens,
           requestId: result.requestId,
-          ...(estimated ? { estimated: true, note: "provider did not report usage; counted or worst case" } : {}),
+          ...(estimated ? { estimated: true, note: "provider did not report usage; charged the reserved worst case" } : {}),
         });
         return result;
       },
       this.retryPolicy,
       {
-        signal: this.o.abortSignal,
+        signal: this.halt.signal,
         onRetry: (info) => this.o.onRetry?.({ chainId: ctx.chainId, ...info }),
       },
     );
@@ -383,8 +582,36 @@ export class ChainGenerator {
 type PlannedCall = { kind: "plain"; req: GenerateRequest } | { kind: "guided"; req: GuidedGenerateRequest };
 
 /** A retry after a bad sample must not draw the same sample again: move the seed (deterministically). */
-function retrySeed(seed: number | undefined): number | undefined {
-  return seed === undefined ? undefined : (seed + 7919) % 2 ** 31;
+function retrySeed(seed: number, attempt: number): number {
+  return (seed + 7919 * attempt) % 2 ** 31;
+}
+
+/** The sampling seed of step `index` (0-based) of a chain: deterministic, different per step. */
+export function stepSeed(seed: number, index: number): number {
+  return (Math.imul(seed | 0, 0x9e3779b1) + Math.imul(index + 1, 0x85ebca6b)) >>> 0;
+}
+
+/** One retry of a chain step, recorded in the chain record's `retries`. */
+export interface StepRetry {
+  /** 1-based step number in the generated (long) chain. */
+  step: number;
+  /** Why the attempt before was not kept (a cleaning failure or a drift rule). */
+  reason: string;
+  /** The settings that differ from the step's first request. */
+  changed: Record<string, unknown>;
+}
+
+function changedSettings(before: GenerateRequest | GuidedGenerateRequest, after: GenerateRequest | GuidedGenerateRequest): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (before.temperature !== after.temperature) out.temperature = after.temperature ?? 0;
+  if (before.seed !== after.seed && after.seed !== undefined) out.seed = after.seed;
+  if (before.maxOutputTokens !== after.maxOutputTokens) out.max_output_tokens = after.maxOutputTokens;
+  if ("guidance" in before && "guidance" in after) {
+    if (before.guidance !== after.guidance) out.guidance = after.guidance;
+    // the only way a retry changes the negative prompt: guide away from repeating the sentence
+    if (JSON.stringify(before.negative) !== JSON.stringify(after.negative)) out.negative_prompt = "repeat-the-sentence";
+  }
+  return out;
 }
 
 function round(usd: number): number {

@@ -1,16 +1,19 @@
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
 import { BudgetLedger } from "../budget/ledger.ts";
-import { BudgetExceededError, InterruptedError, RankchainError } from "../errors.ts";
+import type { StageTotals } from "../budget/types.ts";
+import { BudgetExceededError, InterruptedError, NoUsableChainsError, ProviderUnreachableError, RankchainError } from "../errors.ts";
 import { loadPriceTable, resolvePrice, type ModelPrice } from "../config/prices.ts";
 import { PROJECT_ROOT } from "../config/paths.ts";
+import { redactUrl } from "../config/env.ts";
 import type { GenerateConfig } from "../config/run-config.ts";
 import type { LanguageModel } from "../llm/types.ts";
 import { createLanguageModel } from "../llm/create.ts";
 import { openAppenders, openRunDir, RUN_FILES, writeManifest, hashJson, type RunManifest, type RunStatus } from "../store/run-dir.ts";
 import type { ChainRecord } from "../store/chain-record.ts";
 import { loadPromptTemplate, type PromptTemplate } from "../steering/prompt-templates.ts";
-import { ChainGenerator, type CfgStepBuilder } from "./generator.ts";
+import { ChainGenerator, type CfgStepBuilder, type StructuredOutputRecord } from "./generator.ts";
+import { STRUCTURED_OUTPUT_MODES, type StructuredOutputMode } from "../llm/types.ts";
 import { readSeeds, type SeedFile } from "./seeds.ts";
 
 export interface GenerateHooks {
@@ -35,9 +38,10 @@ export interface GenerateSummary {
 
 const VERSION = (JSON.parse(readFileSync(join(PROJECT_ROOT, "package.json"), "utf8")) as { version: string }).version;
 
-async function loadCfgBuilder(): Promise<{ builder: CfgStepBuilder; template: PromptTemplate }> {
+async function loadCfgBuilder(version: number | undefined): Promise<{ builder: CfgStepBuilder; template: PromptTemplate }> {
   const cfg = await import("../steering/cfg.ts");
-  return { builder: cfg.buildCfgStepRequest as CfgStepBuilder, template: cfg.cfgTemplate() };
+  const template = cfg.cfgTemplate(version);
+  return { builder: (input) => cfg.buildCfgStepRequest({ ...input, template }), template };
 }
 
 /**
@@ -63,7 +67,7 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
   let template: PromptTemplate;
   let cfgBuilder: CfgStepBuilder | undefined;
   if (config.steering === "cfg") {
-    const cfg = await loadCfgBuilder();
+    const cfg = await loadCfgBuilder(config.promptVersion);
     template = cfg.template;
     cfgBuilder = cfg.builder;
   } else {
@@ -74,7 +78,8 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     seeds_sha256: seedFile.sha256,
     provider: config.provider,
     model: config.model,
-    base_url: config.baseUrl ?? null,
+    // credentials in a URL (user:token@, ?key=) never reach run.json
+    base_url: config.baseUrl ? redactUrl(config.baseUrl) : null,
     steering: config.steering,
     steps: config.steps,
     guidance: config.steering === "cfg" ? config.guidance : null,
@@ -86,6 +91,10 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     temperature: config.temperature,
     seed: config.seed ?? null,
     max_seed_chars: config.maxSeedChars,
+    // only when not the default, so runs made before these settings existed still resume
+    ...(config.oversample !== 1 ? { oversample: config.oversample } : {}),
+    ...(config.stepRetries !== 2 ? { step_retries: config.stepRetries } : {}),
+    ...(!config.driftRules ? { drift_rules: false } : {}),
   };
   const state = await openRunDir({ dir: config.out, resume: config.resume, fingerprint });
   const model = hooks.model ?? (await createLanguageModel(config));
@@ -97,6 +106,17 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
   let done = doneBefore;
   let truncated = [...state.completed.values()].filter((c) => c.truncated).length;
   let stepCount = [...state.completed.values()].reduce((n, c) => n + c.steps.length, 0);
+  // usable data: a chain with at least --min-steps steps (default min(3, --steps)), as validate keeps
+  const minSteps = config.minSteps ?? Math.min(3, config.steps);
+  const usability = { empty: 0, short: 0, usable: 0 };
+  const truncationReasons = new Map<string, number>();
+  const countChain = (c: ChainRecord) => {
+    if (c.steps.length === 0) usability.empty++;
+    else if (c.steps.length < minSteps) usability.short++;
+    else usability.usable++;
+    if (c.truncated) truncationReasons.set(c.truncated.reason, (truncationReasons.get(c.truncated.reason) ?? 0) + 1);
+  };
+  for (const c of state.completed.values()) countChain(c);
   const createdAt = state.previous?.created_at ?? new Date().toISOString();
 
   const manifest = (status: RunStatus, generatorWarnings: unknown[], reused: number, message?: string): RunManifest => {
@@ -109,17 +129,24 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
       fingerprint,
       fingerprint_hash: hashJson(fingerprint).slice(0, 16),
       // keys never enter the config: they are read from the environment at request time
-      config: { ...config, resolved_prompt: `${template.name}.v${template.version}` },
+      config: { ...config, ...(config.baseUrl ? { baseUrl: redactUrl(config.baseUrl) } : {}), resolved_prompt: `${template.name}.v${template.version}` },
       totals: {
         seeds: seeds.length,
         chains_done: done,
         chains_truncated: truncated,
+        chains_empty: usability.empty,
+        chains_short: usability.short,
+        chains_usable: usability.usable,
+        min_steps: minSteps,
         steps: stepCount,
         usd: Math.round(t.spentUsd * 1e9) / 1e9,
         reserved_usd: Math.round(t.reservedUsd * 1e9) / 1e9,
         input_tokens: t.inputTokens,
         output_tokens: t.outputTokens,
         calls: t.calls,
+        released_attempts: t.released,
+        over_billed: { calls: t.overBilled.calls, usd: Math.round(t.overBilled.usd * 1e9) / 1e9 },
+        by_stage: roundStages(t.byStage),
         cached_responses_reused: reused,
         elapsed_s: Math.round((Date.now() - started) / 100) / 10,
       },
@@ -128,10 +155,12 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
       ...(price ? { price: { ...price, table_as_of: table.as_of, unit: "USD per million tokens" } } : {}),
       input: { path: config.input, seeds_in_file: seedFile.seeds.length, duplicates: seedFile.duplicates.length, blank_lines: seedFile.blankLines },
       ...(outcomeFailed.length ? { failed_chains: outcomeFailed } : {}),
+      ...(structuredOutput ? { structured_output: structuredOutput } : {}),
       ...(message ? { message } : {}),
     };
   };
   let outcomeFailed: { id: string; line: number; error: string }[] = [];
+  let structuredOutput: StructuredOutputRecord | undefined = state.previous?.structured_output as StructuredOutputRecord | undefined;
   let outcomeStatusOverride: RunStatus | undefined;
 
   writeManifest(config.out, manifest("running", [], 0));
@@ -148,6 +177,9 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     maxOutputTokens: config.maxOutputTokens,
     temperature: config.temperature,
     seed: config.seed,
+    oversample: config.oversample,
+    stepRetries: config.stepRetries,
+    driftRules: config.driftRules,
     concurrency: config.concurrency,
     price,
     ledger,
@@ -156,6 +188,9 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     cachedResponses: state.responses,
     retryPolicy: { maxRetries: config.maxRetries, initialDelayMs: 500, maxDelayMs: 8000, backoffFactor: 2, jitter: 0.25, maxRetryAfterMs: 60_000 },
     timeoutMs: config.timeoutMs,
+    maxConnectionFailures: config.maxConnectionFailures,
+    // feature detection is once per run: a resumed run starts where the server was found to be
+    structuredMode: previousStructuredMode(state.previous),
     drainSignal: hooks.drainSignal,
     abortSignal: hooks.abortSignal,
     onRetry: hooks.onRetry,
@@ -164,6 +199,7 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
       done++;
       stepCount += record.steps.length;
       if (record.truncated) truncated++;
+      countChain(record);
       hooks.onChainDone?.({ record, done, total: seeds.length, spentUsd: ledger.totals().spentUsd });
     },
   });
@@ -174,9 +210,25 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
   try {
     outcome = await generator.run(remaining);
     outcomeFailed = outcome.failed;
+    if (outcome.structuredOutput) {
+      const before = structuredOutput?.changes ?? [];
+      structuredOutput = { mode: outcome.structuredOutput.mode, changes: [...before, ...outcome.structuredOutput.changes] };
+    }
     if (outcome.failed.length > 0 && outcome.stoppedBy === "done") outcomeStatusOverride = "incomplete";
-    status = outcomeStatusOverride ?? (outcome.stoppedBy === "budget" ? "budget_reached" : outcome.stoppedBy === "interrupted" ? "interrupted" : "completed");
+    // every chain of a finished run is empty or too short: nothing usable was produced
+    if (outcome.stoppedBy === "done" && outcome.failed.length === 0 && done > 0 && usability.usable === 0) outcomeStatusOverride = "no_usable_chains";
+    status =
+      outcomeStatusOverride ??
+      (outcome.stoppedBy === "budget"
+        ? "budget_reached"
+        : outcome.stoppedBy === "interrupted"
+          ? "interrupted"
+          : outcome.stoppedBy === "unreachable"
+            ? "provider_unreachable"
+            : "completed");
     if (outcome.budgetError) message = outcome.budgetError.message;
+    if (outcome.unreachable) message = unreachableMessage(outcome.unreachable, config.out);
+    if (status === "no_usable_chains") message = noUsableMessage(usability, minSteps, truncationReasons, config.out);
   } catch (e) {
     message = e instanceof Error ? e.message : String(e);
     if (hooks.abortSignal?.aborted) status = "interrupted";
@@ -198,6 +250,9 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
       e.requestedUsd,
     );
   }
+  if (status === "provider_unreachable" && outcome.unreachable) {
+    throw new ProviderUnreachableError(`${message} (${done}/${seeds.length} chains saved)`, outcome.unreachable.consecutiveFailures);
+  }
   if (status === "interrupted") throw new InterruptedError(`interrupted: ${done}/${seeds.length} chains saved in ${config.out}; continue with --resume`);
   if (outcome.failed.length > 0) {
     throw new RankchainError(
@@ -205,5 +260,31 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
         `${done}/${seeds.length} chains saved in ${config.out}; --resume retries the failed ones`,
     );
   }
+  if (status === "no_usable_chains") throw new NoUsableChainsError(message ?? "no usable chains");
   return { out: config.out, status, manifest: final, chainsWrittenNow: outcome.written.length };
+}
+
+function unreachableMessage(u: { consecutiveFailures: number; lastError: string }, out: string): string {
+  return (
+    `provider unreachable: ${u.consecutiveFailures} consecutive connection failures (last: ${u.lastError}); ` +
+    `everything paid for is saved in ${out}; --resume continues once the server answers`
+  );
+}
+
+function noUsableMessage(u: { empty: number; short: number }, minSteps: number, reasons: Map<string, number>, out: string): string {
+  const why = [...reasons.entries()].sort((a, b) => b[1] - a[1]).map(([r, n]) => `${r} ${n}`).join(", ");
+  return (
+    `no usable chains: ${u.empty} empty and ${u.short} shorter than --min-steps ${minSteps}` +
+    (why ? ` (chains ended early: ${why})` : "") +
+    `; the records are in ${out}/chains.jsonl — check the model and prompt (a model that copies its input ends chains as "duplicate")`
+  );
+}
+
+function roundStages(stages: Record<string, StageTotals>): Record<string, StageTotals> {
+  return Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, { ...v, usd: Math.round(v.usd * 1e9) / 1e9 }]));
+}
+
+function previousStructuredMode(previous: RunManifest | undefined): StructuredOutputMode | undefined {
+  const mode = (previous?.structured_output as { mode?: unknown } | undefined)?.mode;
+  return STRUCTURED_OUTPUT_MODES.find((m) => m === mode);
 }

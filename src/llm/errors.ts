@@ -12,7 +12,7 @@ import * as OpenAISdk from "openai";
 import * as AnthropicSdk from "@anthropic-ai/sdk";
 import { ConfigError, ProviderCallError, RankchainError } from "../errors.ts";
 import { inspect } from "node:util";
-import { redactSecrets } from "../config/env.ts";
+import { redactSecrets, redactUrl } from "../config/env.ts";
 
 /** How many characters of a response body an error keeps. */
 export const BODY_EXCERPT_CHARS = 500;
@@ -189,9 +189,15 @@ export function malformedResponseError(opts: {
   );
 }
 
-/** Joins a base URL and a path without doubling slashes. */
+/**
+ * The endpoint as errors show it: base URL and path joined without doubling slashes, with any
+ * credentials in the URL (user-info, `?key=`) redacted — errors are printed and stored.
+ */
 export function joinUrl(base: string, path: string): string {
-  return base.replace(/\/+$/, "") + "/" + path.replace(/^\/+/, "");
+  const u = new URL(base);
+  const query = u.search;
+  u.search = "";
+  return redactUrl(u.toString().replace(/\/+$/, "") + "/" + path.replace(/^\/+/, "") + query);
 }
 
 /**

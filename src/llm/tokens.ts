@@ -104,7 +104,9 @@ export async function countOpenAIChatTokens(
   const schema = schemaBound(extra?.responseFormat);
   let method = `tiktoken ${name}${known ? "" : " (assumed for unknown model)"} + chat overhead`;
   if (schema > 0) method += " + schema bound";
-  return { tokens: n + schema, exact: known !== undefined && schema === 0, method };
+  // An unknown model id may use another tokenizer: its count is an estimate (reserved with a margin).
+  const quality = known === undefined ? "estimate" : schema === 0 ? "exact" : "bound";
+  return { tokens: n + schema, exact: known !== undefined && schema === 0, method, quality };
 }
 
 /**

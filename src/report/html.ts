@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import type { ExampleChain, ReportData } from "./data.ts";
+import { mineHtml } from "./mine.ts";
 
 /** HTML-escapes text for element content and attribute values. */
 export function escapeHtml(s: string): string {
@@ -85,6 +86,7 @@ export function renderReportHtml(d: ReportData): string {
   const costRows = [
     ["total spend", `${usd(d.cost.usd)} <span class="note">(from ${escapeHtml(d.cost.source)})</span>`],
     ["ledger.jsonl", usd(d.cost.ledger_usd)],
+    ...Object.entries(d.cost.by_stage ?? {}).map(([stage, v]) => [`· ${escapeHtml(stage)} stage`, `${usd(v.usd)} <span class="note">(${v.calls} calls)</span>`]),
     ["run.json totals", usd(d.cost.run_json_usd)],
     ["sum of chains' usage", usd(d.cost.chains_usd)],
     ["kept chains (accepted + repaired)", String(d.cost.kept_chains)],
@@ -147,6 +149,7 @@ ${notValidated}
 <section><h2>Cost</h2><table class="kv">${costRows}</table>
 <p class="note">Generators: ${d.generators.map((g) => `${escapeHtml(g.name)} × ${g.chains}`).join(", ") || "–"}</p></section>
 ${evalHtml(d)}
+${mineHtml(d.mine ?? null, escapeHtml)}
 <section><h2>Best chains</h2>${d.best.map(exampleHtml).join("") || '<p class="note">no kept chains with a defined Spearman</p>'}</section>
 <section><h2>Worst chains</h2>${worst.map(exampleHtml).join("") || '<p class="note">none besides the best ones</p>'}</section>
 </main>

@@ -1,5 +1,5 @@
 import type { ChatMessage, GuidedGenerateRequest } from "../llm/types.ts";
-import { loadPromptTemplate, renderTemplate, type PromptTemplate } from "./prompt-templates.ts";
+import { delimit, loadPromptTemplate, renderTemplate, type PromptTemplate } from "./prompt-templates.ts";
 
 /**
  * Logit-level direction control (local models): chain step i rewrites x(i−1) while guidance
@@ -10,11 +10,20 @@ import { loadPromptTemplate, renderTemplate, type PromptTemplate } from "./promp
  * with x(0) = the anchor and x(−1) = the anchor too, so step 1 is plain decoding.
  */
 export const CFG_PROMPT_NAME = "cfg-rewrite";
-export const CFG_PROMPT_VERSION = 1;
+/**
+ * v3 = v1's rewrite with the sentence delimited like the other templates; `--prompt-version 1`
+ * (bare v1) and `2` (a drift instruction, bare) stay selectable.
+ */
+export const CFG_PROMPT_VERSION = 3;
 export const DEFAULT_GUIDANCE = 1.5;
 
 export function cfgTemplate(version: number = CFG_PROMPT_VERSION): PromptTemplate {
   return loadPromptTemplate(CFG_PROMPT_NAME, version);
+}
+
+/** The negative prompt of an anti-copy retry: "repeat the sentence". */
+export function cfgRepeatTemplate(): PromptTemplate {
+  return loadPromptTemplate("cfg-repeat", 1);
 }
 
 export interface CfgStepInput {
@@ -26,13 +35,22 @@ export interface CfgStepInput {
   maxOutputTokens: number;
   temperature?: number | undefined;
   seed?: number | undefined;
-  /** Template to use; default cfg-rewrite v1. */
+  /** Template to use; default cfg-rewrite at CFG_PROMPT_VERSION. */
   template?: PromptTemplate | undefined;
+  /**
+   * Guide away from a "repeat the sentence" prompt for the previous sentence instead of the
+   * rewrite of the sentence before it (a retry after the model copied its input; works at step 1
+   * too, where the two rewrite prompts are identical and guidance cancels).
+   */
+  antiCopy?: boolean | undefined;
 }
 
 /** The chat messages asking for a rewrite of one sentence. */
 export function cfgRewriteMessages(sentence: string, template: PromptTemplate = cfgTemplate()): ChatMessage[] {
-  return renderTemplate(template, { sentence: sentence.replace(/\s+/g, " ").trim() });
+  const oneLine = sentence.replace(/\s+/g, " ").trim();
+  // a template that puts the sentence between <sentence> tags gets it delimited; bare ones as is
+  const tagged = template.sections.some((s) => s.text.includes("<sentence>{{sentence}}</sentence>"));
+  return renderTemplate(template, { sentence: tagged ? delimit(oneLine) : oneLine });
 }
 
 /**
@@ -50,10 +68,11 @@ export function buildCfgStepRequest(input: CfgStepInput): GuidedGenerateRequest 
   const n = input.steps.length;
   const previous = n >= 1 ? input.steps[n - 1]! : input.anchor;
   const beforePrevious = n >= 2 ? input.steps[n - 2]! : input.anchor;
+  const negative = input.antiCopy ? cfgRewriteMessages(previous, cfgRepeatTemplate()) : cfgRewriteMessages(beforePrevious, template);
   return {
     positive: cfgRewriteMessages(previous, template),
-    negative: cfgRewriteMessages(beforePrevious, template),
-    guidance: previous === beforePrevious ? 1 : guidance,
+    negative,
+    guidance: !input.antiCopy && previous === beforePrevious ? 1 : guidance,
     maxOutputTokens: input.maxOutputTokens,
     temperature: input.temperature,
     seed: input.seed === undefined ? undefined : cfgStepSeed(input.seed, n),

@@ -11,8 +11,8 @@ import { PROJECT_ROOT } from "../config/paths.ts";
  * `{{name}}` placeholders are filled from a values object. Records name the template and version,
  * so a changed prompt gets a new file instead of silently changing old runs' meaning.
  *
- * Seed text is always inserted between <sentence> tags and XML-escaped by the caller via
- * `delimit()`, so instructions inside a seed are treated as text.
+ * Seed text is always inserted between <sentence> tags by the caller via `delimit()` (which only
+ * neutralises a <sentence> tag inside the text), so instructions inside a seed are treated as text.
  */
 export interface PromptTemplate {
   name: string;
@@ -84,7 +84,15 @@ export function renderTemplate(tpl: PromptTemplate, values: Record<string, strin
   }));
 }
 
-/** Escapes a seed or generated sentence for insertion between XML-like tags. */
+/**
+ * Prepares a seed or generated sentence for insertion between `<sentence>` tags (or a reranker's
+ * `<query>` / `<passage>` tags). The text goes in
+ * as it is stored — no XML escaping: a model copies what it sees, so an escaped `&lt;` came back
+ * as `&lt;`, was escaped again to `&amp;lt;` in the next prompt, and the chain accumulated escapes
+ * step after step. What the model sees and what is stored must round-trip. Only a delimiter tag
+ * (`<sentence>`, `</passage>`, …) inside the text, which could end the data block early, is
+ * neutralised with the look-alike brackets ‹ ›.
+ */
 export function delimit(text: string): string {
-  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  return text.replace(/<(\s*\/?\s*(?:sentence|passage|query)\b[^<>]*)>/gi, "‹$1›");
 }

@@ -21,19 +21,41 @@ export const RUN_FILES = {
   report: "report.html",
 } as const;
 
-export const RunStatusSchema = z.enum(["running", "completed", "incomplete", "budget_reached", "interrupted", "failed"]);
+export const RunStatusSchema = z.enum([
+  "running",
+  "completed",
+  "incomplete",
+  "budget_reached",
+  "interrupted",
+  "failed",
+  /** the circuit breaker stopped the run (exit 4) */
+  "provider_unreachable",
+  /** finished, but every chain is empty or shorter than --min-steps (exit 1) */
+  "no_usable_chains",
+]);
 export type RunStatus = z.infer<typeof RunStatusSchema>;
 
 export const RunTotalsSchema = z.object({
   seeds: z.number(),
   chains_done: z.number(),
   chains_truncated: z.number(),
+  /** chains with 0 steps, with fewer than min_steps, and with at least min_steps (absent in older runs) */
+  chains_empty: z.number().optional(),
+  chains_short: z.number().optional(),
+  chains_usable: z.number().optional(),
+  min_steps: z.number().optional(),
   steps: z.number(),
   usd: z.number(),
   reserved_usd: z.number(),
   input_tokens: z.number(),
   output_tokens: z.number(),
   calls: z.number(),
+  /** Attempts released without a charge (HTTP errors, never sent); absent in older runs. */
+  released_attempts: z.number().optional(),
+  /** Charges above their reservation (the provider billed more than was counted). */
+  over_billed: z.object({ calls: z.number(), usd: z.number() }).optional(),
+  /** Spend per ledger stage (generate, validate, …) over the whole run directory. */
+  by_stage: z.record(z.string(), z.object({ usd: z.number(), inputTokens: z.number(), outputTokens: z.number(), calls: z.number() })).optional(),
   cached_responses_reused: z.number(),
   elapsed_s: z.number(),
 });

@@ -1,8 +1,5 @@
-import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { z } from "zod";
-import { LedgerEntrySchema } from "../budget/ledger.ts";
-import { readJsonl } from "../store/jsonl.ts";
+import { readLedgerTotals } from "../budget/ledger.ts";
 import { readJsonObjectIfPresent } from "../store/json-file.ts";
 
 /**
@@ -18,6 +15,8 @@ export interface RunCost {
   run_json_usd: number | null;
   ledger_usd: number | null;
   chains_usd: number | null;
+  /** Spend per ledger stage (generate, validate, …), from ledger.jsonl; null without a ledger. */
+  by_stage: Record<string, { usd: number; calls: number }> | null;
 }
 
 export function runJsonUsd(runDir: string): number | null {
@@ -31,25 +30,16 @@ export function runJsonUsd(runDir: string): number | null {
 }
 
 export async function ledgerUsd(runDir: string): Promise<number | null> {
-  const p = join(runDir, "ledger.jsonl");
-  if (!existsSync(p)) return null;
-  let total = 0;
-  const open = new Map<string, number>();
-  for await (const { value } of readJsonl(p, LedgerEntrySchema as z.ZodType<z.infer<typeof LedgerEntrySchema>>, { onIssue: () => undefined })) {
-    if (value.type === "reserve") open.set(value.id, value.usd);
-    else {
-      open.delete(value.id);
-      if (value.type === "charge") total += value.usd;
-    }
-  }
-  for (const usd of open.values()) total += usd;
-  return total;
+  const t = await readLedgerTotals(join(runDir, "ledger.jsonl"));
+  return t ? t.spentUsd : null;
 }
 
 export async function runCost(runDir: string, chainsUsd: number | null): Promise<RunCost> {
   const run = runJsonUsd(runDir);
-  const ledger = await ledgerUsd(runDir);
+  const totals = await readLedgerTotals(join(runDir, "ledger.jsonl"));
+  const ledger = totals ? totals.spentUsd : null;
+  const by_stage = totals ? Object.fromEntries(Object.entries(totals.byStage).map(([k, v]) => [k, { usd: v.usd, calls: v.calls }])) : null;
   const usd = ledger ?? run ?? chainsUsd;
   const source = ledger !== null ? "ledger.jsonl" : run !== null ? "run.json" : chainsUsd !== null ? "chains.jsonl" : "none";
-  return { usd, source, run_json_usd: run, ledger_usd: ledger, chains_usd: chainsUsd };
+  return { usd, source, run_json_usd: run, ledger_usd: ledger, chains_usd: chainsUsd, by_stage };
 }

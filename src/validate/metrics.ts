@@ -1,4 +1,5 @@
-import { matchPatterns } from "./patterns.ts";
+import { isAppend } from "../util/text.ts";
+import { hasMarkupDebris, instructionEchoTerms, matchPatterns } from "./patterns.ts";
 import { kendallTauB, robustZ, spearman } from "./stats.ts";
 import { cosineMatrix } from "./vector.ts";
 
@@ -15,8 +16,20 @@ import { cosineMatrix } from "./vector.ts";
 export interface ChainThresholds {
   /** A step is an inversion when its similarity exceeds the previous step's by more than this. */
   inversionTolerance: number;
-  /** Two sentences of a chain (anchor included) at or above this cosine are near-duplicates. */
+  /**
+   * Two sentences of a chain (anchor included) are near-duplicates when they are nearly the same
+   * text: identical after normalisation, or at or above this cosine AND at or above
+   * `dupTextSimilarity`. A close paraphrase (high cosine, different words) is not a duplicate.
+   */
   dupThreshold: number;
+  /** Character-level similarity (1 − Levenshtein distance / longer length, normalised text) of near-duplicates. */
+  dupTextSimilarity: number;
+  /** A step below this cosine to the sentence it rewrites (the step before it; the anchor for step 1) is unrelated to it. */
+  unrelatedThreshold: number;
+  /** Append-creep: a step that keeps at least this share of the previous sentence's words in order … */
+  appendKeep: number;
+  /** … and adds at least this many words (and at least 30 % more). */
+  appendMinWords: number;
   /** A step is a cycle when it is closer to an earlier non-adjacent sentence than to each neighbour by more than this. */
   cycleMargin: number;
   /** |robust z| of character length above this is a length outlier (soft flag). */
@@ -27,7 +40,11 @@ export interface ChainThresholds {
 
 export const DEFAULT_CHAIN_THRESHOLDS: Readonly<ChainThresholds> = Object.freeze({
   inversionTolerance: 0.01,
-  dupThreshold: 0.98,
+  dupThreshold: 0.95,
+  dupTextSimilarity: 0.95,
+  unrelatedThreshold: 0.15,
+  appendKeep: 0.85,
+  appendMinWords: 3,
   cycleMargin: 0.01,
   lengthZ: 3.5,
   maxDrop: 0.5,
@@ -49,6 +66,29 @@ export interface ChainMetrics {
   boilerplate: number[];
   empty: number[];
   jumps: number[];
+  /** Steps that restate the rewrite instruction instead of rewriting the sentence. */
+  instruction_echoes: number[];
+  /** Steps carrying markup debris (escaped entities, tags, chat-template tokens). */
+  markup: number[];
+  /** Steps that repeat the sentence before them and append words (length creep). */
+  appends: number[];
+  /** Steps unrelated to the sentence they rewrite (cosine below `unrelatedThreshold`). */
+  unrelated: number[];
+}
+
+/** 1 − Levenshtein distance / length of the longer string (1 = identical). */
+export function textSimilarity(a: string, b: string): number {
+  if (a === b) return 1;
+  const n = a.length;
+  const m = b.length;
+  if (n === 0 || m === 0) return 0;
+  let prev = Array.from({ length: m + 1 }, (_, j) => j);
+  for (let i = 1; i <= n; i++) {
+    const cur = [i];
+    for (let j = 1; j <= m; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return 1 - prev[m]! / Math.max(n, m);
 }
 
 /** Correlations for a similarity profile, in the documented sign convention. */
@@ -96,12 +136,16 @@ export function analyzeChain(
   const empty: number[] = [];
   for (let i = 0; i <= n; i++) if (normTexts[i] === "") empty.push(i);
 
+  // Near-duplicates are nearly the same text, not close paraphrases: a first step at cosine 0.98
+  // to the anchor in other words is the closest rung of a good chain.
+  const compact = texts.map(normalizeText);
   const near: [number, number][] = [];
   for (let i = 1; i <= n; i++) {
     if (normTexts[i] === "") continue;
     for (let j = 0; j < i; j++) {
       if (normTexts[j] === "") continue;
-      if (normTexts[i] === normTexts[j] || m[i]![j]! >= thresholds.dupThreshold) near.push([i, j]);
+      const same = compact[i] === compact[j] || (m[i]![j]! >= thresholds.dupThreshold && textSimilarity(compact[i]!, compact[j]!) >= thresholds.dupTextSimilarity);
+      if (same) near.push([i, j]);
     }
   }
 
@@ -132,10 +176,19 @@ export function analyzeChain(
 
   const refusals: number[] = [];
   const boilerplate: number[] = [];
+  const echoes: number[] = [];
+  const markup: number[] = [];
+  const appends: number[] = [];
+  const unrelated: number[] = [];
   for (let i = 1; i <= n; i++) {
+    if (normTexts[i] === "") continue;
     const hits = matchPatterns(texts[i]!, anchor);
     if (hits.some((h) => h.kind === "refusal")) refusals.push(i);
     else if (hits.some((h) => h.kind === "boilerplate")) boilerplate.push(i);
+    if (instructionEchoTerms(texts[i]!, anchor) >= 2) echoes.push(i);
+    if (hasMarkupDebris(texts[i]!, anchor)) markup.push(i);
+    if (normTexts[i - 1] !== "" && isAppend(texts[i - 1]!, texts[i]!, thresholds.appendKeep, thresholds.appendMinWords)) appends.push(i);
+    if (normTexts[i - 1] !== "" && m[i]![i - 1]! < thresholds.unrelatedThreshold) unrelated.push(i);
   }
 
   return {
@@ -151,5 +204,14 @@ export function analyzeChain(
     boilerplate,
     empty,
     jumps,
+    instruction_echoes: echoes,
+    markup,
+    appends,
+    unrelated,
   };
+}
+
+/** Lower-cased, NFKC, punctuation and runs of whitespace folded to one space. */
+function normalizeText(s: string): string {
+  return s.toLowerCase().normalize("NFKC").replace(/[\s\p{P}\p{S}]+/gu, " ").trim();
 }

@@ -29,3 +29,37 @@ export const TEXT_PATTERNS: readonly TextPattern[] = [
 export function matchPatterns(text: string, anchor: string): TextPattern[] {
   return TEXT_PATTERNS.filter((p) => p.re.test(text) && !p.re.test(anchor));
 }
+
+/**
+ * Markup debris: escaped entities, XML/HTML-like tags (also with stray spaces, "< sentence>"),
+ * chat-template tokens ("<|im_end|>"), instruction tags. Counts only when the anchor has none.
+ */
+export const MARKUP_DEBRIS =
+  /&(?:lt|gt|amp|quot|apos|nbsp|#\d+|#x[0-9a-f]+);|<\s*\/?\s*[a-z][\w-]*\s*\/?\s*>|<\|[^|>\n]{0,40}\|>|\[\/?INST\]/i;
+
+export function hasMarkupDebris(text: string, anchor: string): boolean {
+  return MARKUP_DEBRIS.test(text) && !MARKUP_DEBRIS.test(anchor);
+}
+
+/**
+ * Vocabulary of rewrite instructions. A step that uses two or more of these terms that its anchor
+ * does not use restates the instruction instead of rewriting the sentence ("To add a new sentence
+ * to the original sentence, rephrase it to use the same concept but with new words.").
+ */
+export const INSTRUCTION_TERMS: readonly RegExp[] = [
+  /\b(?:re-?write|rewrit|re-?phras|paraphras|reword)\w*/i,
+  /\bsentences?\b/i,
+  /\boriginal\b/i,
+  /\bsame (?:meaning|concept|idea|sense)\b/i,
+  /\b(?:different|new|other|own) words\b/i,
+  /\bmeaning\b/i,
+  /\banchor\b/i,
+  /\b(?:chain|step)s?\b/i,
+  /\bwrite only\b/i,
+  /\binstructions?\b/i,
+  /\b(?:the )?(?:text|passage) (?:below|above)\b/i,
+];
+
+export function instructionEchoTerms(text: string, anchor: string): number {
+  return INSTRUCTION_TERMS.filter((re) => re.test(text) && !re.test(anchor)).length;
+}

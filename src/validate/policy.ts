@@ -15,9 +15,24 @@ export const POLICIES: readonly Policy[] = ["strict", "repair", "lenient"];
 export type Status = "accepted" | "repaired" | "rejected";
 
 /** Reason kinds that reject under strict and cut under repair. */
-export const HARD_KINDS = ["inversion", "cycle", "near-duplicate-steps", "refusal", "boilerplate", "empty", "leak"] as const;
-/** Reason kinds that are only flagged. */
-export const SOFT_KINDS = ["length-outlier", "jump"] as const;
+export const HARD_KINDS = [
+  "inversion",
+  "near-duplicate-steps",
+  "refusal",
+  "boilerplate",
+  "instruction-echo",
+  "markup",
+  "append",
+  "unrelated",
+  "empty",
+  "leak",
+] as const;
+/**
+ * Reason kinds that are only flagged by default. A cycle (a step closer to an earlier step than
+ * to its neighbours) is soft: good star-shaped chains have them, and a real return toward the
+ * anchor is an inversion. `--hard cycle` makes it cut again.
+ */
+export const SOFT_KINDS = ["cycle", "length-outlier", "jump"] as const;
 /** Reason kinds about the whole chain. */
 export const CHAIN_KINDS = ["duplicate-chain", "too-short"] as const;
 
@@ -48,9 +63,13 @@ export function findingsOf(metrics: ChainMetrics, leaks: readonly number[] = [])
   for (const s of leaks) hard("leak", s);
   for (const s of metrics.refusals) hard("refusal", s);
   for (const s of metrics.boilerplate) hard("boilerplate", s);
+  for (const s of metrics.instruction_echoes) hard("instruction-echo", s);
+  for (const s of metrics.markup) hard("markup", s);
+  for (const s of metrics.unrelated) hard("unrelated", s);
+  for (const s of metrics.appends) hard("append", s);
   for (const s of metrics.inversions) hard("inversion", s);
   for (const [s, e] of metrics.near_duplicates) hard("near-duplicate-steps", s, `~${e}`);
-  for (const [s, e] of metrics.cycles) hard("cycle", s, `~${e}`);
+  for (const [s, e] of metrics.cycles) f.push({ kind: "cycle", step: s, reason: `cycle@${s}~${e}`, hard: false });
   for (const s of metrics.length_outliers) soft("length-outlier", s);
   for (const s of metrics.jumps) soft("jump", s);
   return f.sort((a, b) => (a.step ?? -1) - (b.step ?? -1));

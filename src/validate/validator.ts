@@ -37,7 +37,7 @@ export const CONVENTIONS = Object.freeze({
   drops: "drops[k] = similarity of step k (anchor: 1) minus similarity of step k+1; positive = drifted away",
   inversions: "count of steps more similar to the anchor than the step before them by more than inversion_tolerance",
   reasons:
-    "kind@step, kind@step~other_step, or kind~chain_id; hard kinds (reject under strict, cut under repair): inversion, cycle, near-duplicate-steps, refusal, boilerplate, empty, leak; chain-level: duplicate-chain, too-short; soft (flag only): length-outlier, jump; repair adds truncated@k (steps k..n cut)",
+    "kind@step, kind@step~other_step, or kind~chain_id; hard kinds (reject under strict, cut under repair): inversion, near-duplicate-steps, refusal, boilerplate, instruction-echo, markup, append, unrelated, empty, leak; chain-level: duplicate-chain, too-short; soft (flag only): cycle, length-outlier, jump; repair adds truncated@k (steps k..n cut)",
   repaired_records: "a repaired record's steps, sims_to_anchor, spearman, kendall, drops and inversions describe the kept prefix; the cut steps are in validation.dropped_steps",
   duplicate_chains: "first come, first kept: a chain is compared with the chains kept before it in file order",
 });
@@ -81,6 +81,8 @@ export class ChainValidator {
       holdoutIndex?: CosineLshIndex<number> | undefined;
       /** Hard reason kinds to treat as flags only (e.g. ["cycle", "boilerplate"]). */
       softKinds?: readonly string[];
+      /** Soft reason kinds to treat as hard (e.g. ["cycle"]). */
+      hardKinds?: readonly string[];
     },
   ) {
     this.thresholds = { ...DEFAULT_GATE_THRESHOLDS, ...options.thresholds };
@@ -113,10 +115,11 @@ export class ChainValidator {
 
     const n = record.steps.length;
     const soft = new Set(this.options.softKinds ?? []);
+    const promoted = new Set(this.options.hardKinds ?? []);
     const findings = findingsOf(
       metrics,
       leaks.map((l) => l.step),
-    ).map((f) => (soft.has(f.kind) ? { ...f, hard: false } : f));
+    ).map((f) => (soft.has(f.kind) ? { ...f, hard: false } : promoted.has(f.kind) ? { ...f, hard: true } : f));
     const decision = decide(n, findings, policy, minSteps);
     let status = decision.status;
     const reasons = [...decision.reasons];
@@ -196,6 +199,8 @@ export interface ValidateRunOptions {
   lsh?: Omit<CosineLshOptions, "dimensions">;
   /** Hard reason kinds to treat as flags only. */
   softKinds?: readonly string[];
+  /** Soft reason kinds to treat as hard. */
+  hardKinds?: readonly string[];
   /** Input file inside runDir (default chains.jsonl). */
   input?: string;
   onStart?: (total: number) => void;
@@ -216,6 +221,8 @@ export interface ValidationSummary {
   thresholds: GateThresholds;
   /** Hard reason kinds demoted to flags for this run (--soft). */
   soft_kinds: string[];
+  /** Soft reason kinds promoted to hard for this run (--hard). */
+  hard_kinds: string[];
   conventions: typeof CONVENTIONS;
   counts: { chains: number; accepted: number; repaired: number; rejected: number; skipped_torn_lines: number };
   steps: { total: number; kept: number };
@@ -291,7 +298,8 @@ export async function validateRun(options: ValidateRunOptions): Promise<Validati
   }
 
   const softKinds = [...(options.softKinds ?? [])];
-  const validator = new ChainValidator({ embedderId: embedder.info.id, policy, minSteps, thresholds, lsh, holdoutIndex, softKinds });
+  const hardKinds = [...(options.hardKinds ?? [])];
+  const validator = new ChainValidator({ embedderId: embedder.info.id, policy, minSteps, thresholds, lsh, holdoutIndex, softKinds, hardKinds });
   const total = await countLines(input);
   options.onStart?.(total);
 
@@ -400,6 +408,7 @@ export async function validateRun(options: ValidateRunOptions): Promise<Validati
     batch_size: batchSize,
     thresholds,
     soft_kinds: softKinds,
+    hard_kinds: hardKinds,
     conventions: CONVENTIONS,
     counts,
     steps,

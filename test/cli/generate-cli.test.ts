@@ -85,6 +85,7 @@ describe("rankchain generate (CLI)", () => {
     const b = await cli(["generate", "--input", input, "--out", join(dir, "b"), "--provider", "openai", "--model", "gpt-4o-mini", "--steering", "cfg"], { env: { OPENAI_API_KEY: KEY } });
     expect(b.code).toBe(2);
     expect(b.stderr).toMatch(/--steering: .*cfg needs next-token log-probabilities/);
+    expect(JSON.parse(b.stdout.trim().split("\n").pop()!)).toMatchObject({ status: "bad_input", exit_code: 2, usd: null, reason: expect.stringMatching(/cfg/) });
     const c = await cli(["generate", "--input", input, "--out", join(dir, "c"), "--provider", "openai-compatible", "--model", "x", "--base-url", server.baseURL, "--max-usd", "1"]);
     expect(c.code).toBe(2);
     expect(c.stderr).toMatch(/no price/);
@@ -97,6 +98,11 @@ describe("rankchain generate (CLI)", () => {
     const r = await cli([...hosted(input, out), "--max-usd", "0.0004", "--concurrency", "2"], { env: { OPENAI_API_KEY: KEY } });
     expect(r.code, r.stderr).toBe(3);
     expect(r.stderr).toMatch(/budget cap .* reached.*--resume/);
+    // the JSON summary prints at exit 3 too: status, counts, spend, reason
+    const line = JSON.parse(r.stdout.trim().split("\n").pop()!);
+    expect(line).toMatchObject({ status: "budget_reached", exit_code: 3, cap_usd: 0.0004, reason: expect.stringMatching(/budget cap/) });
+    expect(line.usd).toBeLessThanOrEqual(0.0004);
+    expect(line.by_stage.generate.calls).toBe(line.calls);
     const saved = readJsonlFile(join(out, "chains.jsonl")).length;
     expect(saved).toBeGreaterThan(0);
     expect(saved).toBeLessThan(SEEDS.length);
@@ -106,6 +112,18 @@ describe("rankchain generate (CLI)", () => {
     const r2 = await cli([...hosted(input, out), "--max-usd", "1", "--resume"], { env: { OPENAI_API_KEY: KEY } });
     expect(r2.code, r2.stderr).toBe(0);
     expect(readJsonlFile(join(out, "chains.jsonl"))).toHaveLength(SEEDS.length);
+  });
+
+  it("exit 1 (every attempt refused) still prints the JSON summary with the reason, and charges nothing", async () => {
+    const dir = tmpDir();
+    const out = join(dir, "run");
+    const dead = await startOpenAIServer({});
+    const url = dead.baseURL;
+    await dead.close();
+    const r = await cli(["generate", "--input", writeSeeds(dir, SEEDS.slice(0, 2)), "--out", out, "--provider", "openai-compatible", "--model", "m", "--base-url", url, "--steps", "2", "--max-retries", "0", "--quiet", "--price-input", "1", "--price-output", "1", "--max-usd", "1"]);
+    expect(r.code, r.stderr).toBe(1);
+    const line = JSON.parse(r.stdout.trim().split("\n").pop()!);
+    expect(line).toMatchObject({ exit_code: 1, chains: 0, usd: 0, calls: 0, reason: expect.stringMatching(/failed/) });
   });
 
   it("SIGINT finishes calls in flight and leaves no unsettled reservation", async () => {
@@ -139,20 +157,32 @@ describe("rankchain generate (CLI)", () => {
 });
 
 describe("rankchain estimate", () => {
-  it("prints a cost range and spends nothing", async () => {
+  it("prints a typical cost and a worst-case bound and spends nothing", async () => {
     const dir = tmpDir();
     server.clearRequests();
     const r = await cli(["estimate", "--input", writeSeeds(dir, SEEDS), "--provider", "openai", "--model", "gpt-4o-mini", "--steps", "4", "--json"], { env: { OPENAI_API_KEY: undefined } });
     expect(r.code, r.stderr).toBe(0);
     const est = JSON.parse(r.stdout);
     expect(est.seeds).toBe(SEEDS.length);
-    expect(est.calls).toEqual({ low: SEEDS.length * 4, high: SEEDS.length * 8 });
-    expect(est.usd.low).toBeGreaterThan(0);
-    expect(est.usd.high).toBeGreaterThan(est.usd.low);
+    expect(est.calls).toEqual({ typical: SEEDS.length * 4, worst: SEEDS.length * 8 });
+    expect(est.usd.typical).toBeGreaterThan(0);
+    expect(est.usd.worst).toBeGreaterThan(est.usd.typical);
+    expect(est.method.worst).toMatch(/^bound/);
     expect(server.requests).toHaveLength(0);
   });
 
-  it("the high estimate bounds what a real run is charged", async () => {
+  it("needs no --base-url for an openai-compatible model (it never contacts a server)", async () => {
+    const dir = tmpDir();
+    const r = await cli(["estimate", "--input", writeSeeds(dir, SEEDS), "--provider", "openai-compatible", "--model", "qwen2.5-7b", "--price-input", "1", "--price-output", "2", "--max-usd", "0.01", "--json"], {
+      env: { OPENAI_BASE_URL: undefined },
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const est = JSON.parse(r.stdout);
+    expect(est.usd.worst).toBeGreaterThan(est.usd.typical);
+    expect(est.seeds_fitting_cap.guaranteed).toBeLessThanOrEqual(est.seeds_fitting_cap.typical);
+  });
+
+  it("the worst case bounds what a real run is charged, and the typical figure is close to it", async () => {
     const dir = tmpDir();
     const input = writeSeeds(dir, SEEDS.slice(0, 4));
     const est = JSON.parse((await cli(["estimate", "--input", input, "--provider", "openai", "--model", "gpt-4o-mini", "--steps", "3", "--json"])).stdout);
@@ -160,7 +190,8 @@ describe("rankchain estimate", () => {
     const r = await cli(["generate", "--input", input, "--out", out, "--provider", "openai", "--model", "gpt-4o-mini", "--base-url", server.baseURL, "--steps", "3", "--quiet"], { env: { OPENAI_API_KEY: KEY } });
     expect(r.code, r.stderr).toBe(0);
     const usd = JSON.parse(readFileSync(join(out, "run.json"), "utf8")).totals.usd;
-    expect(usd).toBeLessThanOrEqual(est.usd.high);
+    expect(usd).toBeLessThanOrEqual(est.usd.worst);
     expect(usd).toBeGreaterThan(0);
+    expect(Math.abs(est.usd.typical - usd) / usd).toBeLessThan(0.35);
   });
 });

@@ -82,7 +82,7 @@ describe("Anthropic adapter: requests and responses", () => {
     const m = model();
     const c = await m.countInputTokens(messages);
     const r = await m.generate({ messages, maxOutputTokens: 64 });
-    expect(c).toEqual({ tokens: r.usage.inputTokens, exact: true, method: "anthropic count_tokens endpoint" });
+    expect(c).toEqual({ tokens: r.usage.inputTokens, exact: true, method: "anthropic count_tokens endpoint", quality: "estimate" });
     const [countReq] = srv.requestsTo("/v1/messages/count_tokens");
     expect(countReq!.body).toEqual({ model: "claude-haiku-4-5", system: messages[0]!.content, messages: [messages[1]] });
   });

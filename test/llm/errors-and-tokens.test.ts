@@ -109,7 +109,7 @@ describe("token counting", () => {
     ];
     const expected = 3 + msgs.reduce((s, m) => s + 3 + encodeOrdinary(enc, m.role).length + encodeOrdinary(enc, m.content).length, 0);
     const c = await countOpenAIChatTokens("gpt-4o", msgs);
-    expect(c).toEqual({ tokens: expected, exact: true, method: expect.stringContaining("o200k_base") });
+    expect(c).toEqual({ tokens: expected, exact: true, method: expect.stringContaining("o200k_base"), quality: "exact" });
     expect(encodeOrdinary(enc, "Hello world").length).toBe(2);
   });
 

@@ -276,7 +276,7 @@ describe("OpenAI-compatible configuration", () => {
     const [got] = local.requestsTo("/v1/chat/completions");
     expect(got!.body).toEqual({ model: "qwen2.5-7b-instruct", messages, max_tokens: 80, temperature: 0.9, seed: 3 });
     expect(got!.headers["authorization"]).toBe("Bearer not-needed");
-    expect(counted).toEqual({ tokens: conservativeTokenBound(messages), exact: false, method: expect.stringContaining("conservative") });
+    expect(counted).toEqual({ tokens: conservativeTokenBound(messages), exact: false, method: expect.stringContaining("conservative"), quality: "bound" });
     expect(r.usage.inputTokens!).toBeLessThanOrEqual(counted.tokens);
     } finally {
       await local.close();

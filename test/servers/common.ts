@@ -11,6 +11,8 @@ export interface RecordedRequest {
   method: string;
   /** Path without the query string, e.g. "/v1/chat/completions". */
   path: string;
+  /** The query string without "?" ("" when there is none). */
+  query: string;
   headers: Record<string, string>;
   rawBody: string;
   /** The parsed JSON body (undefined when the body was not JSON). */
@@ -161,7 +163,8 @@ export async function startLoopbackServer(opts: {
     } catch {
       body = undefined;
     }
-    const recorded: RecordedRequest = { method: req.method ?? "GET", path, headers, rawBody, body };
+    const query = (req.url ?? "").includes("?") ? (req.url ?? "").slice((req.url ?? "").indexOf("?") + 1) : "";
+    const recorded: RecordedRequest = { method: req.method ?? "GET", path, query, headers, rawBody, body };
     requests.push(recorded);
     const route = req.method === "POST" ? opts.routes[path] : undefined;
     if (!route) {

@@ -27,7 +27,25 @@ import {
 } from "./common.ts";
 import { defaultReply, fnv1a, truncateToTokens, type RequestView } from "./default-responder.ts";
 
+/**
+ * How the server treats `response_format`:
+ * - "openai" (default): json_schema honoured (the reply is JSON of the schema), json_object too;
+ * - "llama-cpp-python": like `python -m llama_cpp.server` 0.3.x — a json_schema request fails with
+ *   HTTP 500 and its pydantic message ("Input should be 'text' or 'json_object'") in an OpenAI-style
+ *   error of type internal_server_error; `{type: "json_object", schema}` is honoured (grammar);
+ * - "ignore": response_format is dropped entirely, as by servers that do not know it: a ladder
+ *   prompt gets a chatty answer, JSON in a code fence after a line of prose.
+ */
+export type StructuredOutputBehaviour = "openai" | "llama-cpp-python" | "ignore";
+
+/** The 500 body llama-cpp-python 0.3.x sends for response_format json_schema (RouteErrorHandler). */
+export const LLAMA_CPP_PYTHON_JSON_SCHEMA_ERROR =
+  "1 validation error for CreateChatCompletionRequest\nresponse_format.type\n  Input should be 'text' or 'json_object' " +
+  "[type=literal_error, input_value='json_schema', input_type=str]\n    For further information visit https://errors.pydantic.dev/2.11/v/literal_error";
+
 export interface OpenAIServerOptions {
+  /** How response_format is treated (default "openai"). */
+  structuredOutput?: StructuredOutputBehaviour;
   /** Decides each chat completion reply; default: defaultReply (a deterministic rewrite). */
   responder?: Responder;
   /** Decides each embeddings reply (only error/malformed/reset/raw are used; else vectors). */
@@ -36,10 +54,40 @@ export interface OpenAIServerOptions {
   apiKey?: string;
   /** Default embedding size when a request has no `dimensions` (default 256). */
   embeddingDimensions?: number;
+  /**
+   * A hidden prompt (system prompt, template) the server adds to every chat request and bills as
+   * prompt tokens — invisible to any client-side count.
+   */
+  hiddenPromptTokens?: number;
+  /**
+   * Expose a server tokenize endpoint as real servers do (feature-detected by the client):
+   * - "vllm": POST /tokenize {model, messages, add_generation_prompt} or {model, prompt} → {count, max_model_len, tokens}
+   * - "llama.cpp": POST /apply-template {messages} → {prompt}; POST /tokenize {content} → {tokens}
+   * - "llama-cpp-python": POST /extras/tokenize {input} → {tokens}; POST /extras/tokenize/count → {count}
+   * With one set, the server bills (non-OpenAI model ids) the tokens of its chat template
+   * (`renderChatTemplate`) and applies JSON schemas as a grammar (not as prompt tokens), like
+   * llama.cpp and vLLM.
+   */
+  tokenize?: "vllm" | "llama.cpp" | "llama-cpp-python";
+}
+
+/** What the server billed for one answered request (every 2xx, cut-off bodies included). */
+export interface BilledCall {
+  path: string;
+  inputTokens: number;
+  outputTokens: number;
+  replyType: string;
 }
 
 export interface OpenAIServer extends LoopbackServer {
   setEmbeddingsResponder(responder: Responder | undefined): void;
+  /** Every call the server billed, in order — what a provider's invoice would list. */
+  readonly billed: BilledCall[];
+}
+
+/** The loopback servers' chat template for tokenize-capable dialects (ChatML, as Qwen uses). */
+export function renderChatTemplate(messages: Array<{ role: string; content: string }>): string {
+  return messages.map((m) => `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`).join("") + "<|im_start|>assistant\n";
 }
 
 const TYPE_BY_STATUS: Record<number, { type: string; code: string | null; message: string }> = {
@@ -140,6 +188,8 @@ export async function startOpenAIServer(options: OpenAIServerOptions = {}): Prom
   let embeddingsResponder: Responder | undefined = options.embeddingsResponder;
   const chatRequests: RecordedRequest[] = [];
   const embRequests: RecordedRequest[] = [];
+  const billed: BilledCall[] = [];
+  const tokenizeRoutes = tokenizeRoutesFor(options.tokenize);
 
   const renderFault = (reply: Reply, requestId: string): RouteResult | undefined => {
     const headers = { ...baseHeaders(requestId), ...(reply.headers ?? {}) };
@@ -167,6 +217,7 @@ export async function startOpenAIServer(options: OpenAIServerOptions = {}): Prom
     baseURLSuffix: "/v1",
     notFound: (path) => errorResult(404, `Invalid URL (POST ${path})`, null),
     routes: {
+      ...tokenizeRoutes,
       "/v1/chat/completions": async (req, index) => {
         chatRequests.push(req);
         const auth = authProblem(req, options.apiKey);
@@ -195,25 +246,59 @@ export async function startOpenAIServer(options: OpenAIServerOptions = {}): Prom
           role: String(m.role),
           content: typeof m.content === "string" ? m.content : JSON.stringify(m.content),
         }));
-        const schema = b.response_format?.type === "json_schema" ? b.response_format.json_schema?.schema : undefined;
+        const behaviour = options.structuredOutput ?? "openai";
+        const rfType: unknown = b.response_format?.type;
+        if (behaviour === "llama-cpp-python" && rfType === "json_schema") {
+          return { kind: "result", result: errorResult(500, LLAMA_CPP_PYTHON_JSON_SCHEMA_ERROR, null, "internal_server_error") };
+        }
+        const schema =
+          behaviour === "ignore"
+            ? undefined
+            : rfType === "json_schema"
+              ? b.response_format.json_schema?.schema
+              : rfType === "json_object"
+                ? (b.response_format.schema ?? { type: "object", properties: { steps: { type: "array", items: { type: "string" } } } })
+                : undefined;
+        const chatty = behaviour === "ignore" && b.response_format !== undefined;
         const maxTokens: number | undefined = b.max_completion_tokens ?? b.max_tokens ?? undefined;
         const view: RequestView = { model, messages, maxTokens, schema };
-        const ctx = { index, requests: chatRequests, defaultReply: () => defaultReply(view) };
+        const ctx = {
+          index,
+          requests: chatRequests,
+          defaultReply: (): Reply => {
+            if (!chatty) return defaultReply(view);
+            // what a model says to the ladder prompt without the constraint: prose, then fenced JSON
+            const asJson = defaultReply({ ...view, schema: { type: "object", properties: { steps: { type: "array", items: { type: "string" } } } } });
+            const value = asJson.type === "json" ? asJson.value : {};
+            return { type: "text", text: "Sure! Here is the chain you asked for:\n\n```json\n" + JSON.stringify(value, null, 2) + "\n```" };
+          },
+        };
         const reply = await (responder ?? ((_r, c) => c.defaultReply()))(req, ctx);
         const count = await openAIServerCounter(model);
-        const promptTokens = await openAIServerPromptTokens(model, messages, schema);
+        const templated = options.tokenize !== undefined && openAIEncodingFor(model) === undefined;
+        const promptTokens =
+          (templated ? count(renderChatTemplate(messages)) : await openAIServerPromptTokens(model, messages, schema)) + (options.hiddenPromptTokens ?? 0);
         return {
           kind: "reply",
           reply,
           render: (r) => {
             const requestId = "req_" + randomId("", 32).toLowerCase();
             const fault = renderFault(r, requestId);
-            if (fault) return fault;
+            if (fault) {
+              // a 2xx was processed and is billed, even when its body is cut off
+              if (fault.status >= 200 && fault.status < 300) {
+                const d = defaultReply(view);
+                const full = d.type === "text" ? d.text : d.type === "json" ? JSON.stringify(d.value) : "";
+                billed.push({ path: req.path, inputTokens: promptTokens, outputTokens: count(truncateToTokens(full, maxTokens, count).text), replyType: r.type });
+              }
+              return fault;
+            }
             if (r.type !== "text" && r.type !== "json") throw new Error(`unhandled reply ${r.type}`);
             const full = r.type === "text" ? r.text : JSON.stringify(r.value);
             const { text, truncated } = truncateToTokens(full, maxTokens, count);
             const completionTokens = r.usage?.outputTokens ?? count(text);
             const prompt = r.usage?.inputTokens ?? promptTokens;
+            billed.push({ path: req.path, inputTokens: prompt, outputTokens: completionTokens, replyType: r.type });
             const body = {
               id: randomId("chatcmpl-", 29),
               object: "chat.completion",
@@ -267,6 +352,7 @@ export async function startOpenAIServer(options: OpenAIServerOptions = {}): Prom
             const fault = renderFault(r, requestId);
             if (fault) return fault;
             const tokens = (texts as string[]).reduce((s, t) => s + count(t), 0);
+            billed.push({ path: req.path, inputTokens: tokens, outputTokens: 0, replyType: r.type });
             const data = (texts as string[]).map((t, i) => {
               const v = hashEmbedding(t, dims);
               return { object: "embedding", index: i, embedding: format === "base64" ? float32Base64(v) : v };
@@ -283,6 +369,7 @@ export async function startOpenAIServer(options: OpenAIServerOptions = {}): Prom
   });
   return {
     ...server,
+    billed,
     requests: server.requests,
     setResponder: (r) => {
       responder = r;
@@ -294,6 +381,66 @@ export async function startOpenAIServer(options: OpenAIServerOptions = {}): Prom
       server.clearRequests();
       chatRequests.length = 0;
       embRequests.length = 0;
+      billed.length = 0;
     },
   };
+}
+
+/** Token ids of the loopback tokenizer for non-OpenAI models: one token per 4 UTF-8 bytes. */
+function loopbackTokenIds(text: string): number[] {
+  const n = Math.ceil(utf8Bytes(text) / 4);
+  return Array.from({ length: n }, (_, i) => (fnv1a(text.slice(i * 4, i * 4 + 4)) % 50_000) + 10);
+}
+
+function jsonResult(status: number, value: unknown): RouteResult {
+  return { status, headers: { "content-type": "application/json" }, body: JSON.stringify(value) };
+}
+
+type Route = Parameters<typeof startLoopbackServer>[0]["routes"][string];
+
+/** The tokenize endpoints of vLLM, llama.cpp server and llama-cpp-python, with their request and response shapes. */
+function tokenizeRoutesFor(dialect: OpenAIServerOptions["tokenize"]): Record<string, Route> {
+  const messagesOf = (b: any): Array<{ role: string; content: string }> | undefined =>
+    Array.isArray(b?.messages) ? b.messages.map((m: any) => ({ role: String(m.role), content: typeof m.content === "string" ? m.content : JSON.stringify(m.content) })) : undefined;
+  if (dialect === "vllm") {
+    return {
+      "/tokenize": async (req) => {
+        const b = req.body as any;
+        const msgs = messagesOf(b);
+        const text = msgs ? renderChatTemplate(msgs) : typeof b?.prompt === "string" ? b.prompt : undefined;
+        if (text === undefined) return { kind: "result", result: jsonResult(400, { object: "error", message: "either prompt or messages is required", type: "BadRequestError", code: 400 }) };
+        const tokens = loopbackTokenIds(text);
+        return { kind: "result", result: jsonResult(200, { count: tokens.length, max_model_len: 32768, tokens, token_strs: null }) };
+      },
+    };
+  }
+  if (dialect === "llama.cpp") {
+    return {
+      "/apply-template": async (req) => {
+        const msgs = messagesOf(req.body);
+        if (!msgs) return { kind: "result", result: jsonResult(400, { error: { code: 400, message: "\"messages\" is required", type: "invalid_request_error" } }) };
+        return { kind: "result", result: jsonResult(200, { prompt: renderChatTemplate(msgs) }) };
+      },
+      "/tokenize": async (req) => {
+        const b = req.body as any;
+        const tokens = typeof b?.content === "string" ? loopbackTokenIds(b.content) : [];
+        return { kind: "result", result: jsonResult(200, { tokens }) };
+      },
+    };
+  }
+  if (dialect === "llama-cpp-python") {
+    const input = (b: any) => (typeof b?.input === "string" ? b.input : undefined);
+    const bad = jsonResult(422, { detail: [{ type: "missing", loc: ["body", "input"], msg: "Field required" }] });
+    return {
+      "/extras/tokenize": async (req) => {
+        const t = input(req.body);
+        return { kind: "result", result: t === undefined ? bad : jsonResult(200, { tokens: loopbackTokenIds(t) }) };
+      },
+      "/extras/tokenize/count": async (req) => {
+        const t = input(req.body);
+        return { kind: "result", result: t === undefined ? bad : jsonResult(200, { count: loopbackTokenIds(t).length }) };
+      },
+    };
+  }
+  return {};
 }

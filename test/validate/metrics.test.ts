@@ -70,10 +70,14 @@ describe("analyzeChain on hand-made vectors", () => {
     expect(strict.inversions).toEqual([3]);
   });
 
-  it("finds near-duplicate steps by cosine and by identical text", () => {
+  it("finds near-duplicate steps: nearly the same text at a high cosine, or identical text; not a close paraphrase", () => {
     // step 3 sits at the same azimuth as step 2, 0.01 rad further: cosine 0.99995 (no inversion)
     const vs = [vec(0), vec(0.3, 0), vec(0.6, 1), vec(0.61, 1), vec(0.9, 2)];
-    const texts = ["anchor.", ...sentences(4)];
+    const paraphrases = ["anchor.", ...sentences(4)];
+    // different words at cosine 0.99995: a close paraphrase, not a duplicate
+    expect(analyzeChain(paraphrases, vs).near_duplicates).toEqual([]);
+    const texts = [...paraphrases];
+    texts[3] = texts[2]!.replace("boats", "boat");
     const m = analyzeChain(texts, vs);
     expect(m.inversions).toEqual([]);
     expect(m.near_duplicates).toEqual([[3, 2]]);

@@ -60,6 +60,26 @@ describe("each hard defect is a reason, rejects under strict and is cut under re
     { name: "refusal", reason: "refusal@5", steps: base.map((s, i) => (i === 4 ? "I'm sorry, but I cannot help with that request." : s)), vectors: clean },
     { name: "boilerplate", reason: "boilerplate@4", steps: base.map((s, i) => (i === 3 ? "Sure, here you go: the harbour sees boats." : s)), vectors: clean },
     {
+      name: "instruction echo",
+      reason: "instruction-echo@4",
+      steps: base.map((s, i) => (i === 3 ? "Rewrite the sentence below using different words but the same meaning." : s)),
+      vectors: clean,
+    },
+    { name: "markup debris (escaped tag)", reason: "markup@4", steps: base.map((s, i) => (i === 3 ? `&lt;nobody&gt;${s}` : s)), vectors: clean },
+    { name: "markup debris (spaced tag)", reason: "markup@5", steps: base.map((s, i) => (i === 4 ? `< sentence>${s}</sentence>` : s)), vectors: clean },
+    {
+      name: "append creep",
+      reason: "append@5",
+      steps: base.map((s, i) => (i === 4 ? `${base[3]!.replace(/\.$/, "")} while the tide comes slowly in.` : s)),
+      vectors: clean,
+    },
+    {
+      name: "a step unrelated to the sentence it rewrites",
+      reason: "unrelated@5",
+      steps: base,
+      vectors: clean.map((v, i) => (i === 5 ? vec(1.25, Math.PI) : v)),
+    },
+    {
       name: "empty",
       reason: "empty@5",
       steps: base.map((s, i) => (i === 4 ? "" : s)),
@@ -68,7 +88,7 @@ describe("each hard defect is a reason, rejects under strict and is cut under re
     {
       name: "near-duplicate step",
       reason: "near-duplicate-steps@5~4",
-      steps: base,
+      steps: base.map((s, i) => (i === 4 ? base[3]!.replace("boats", "boat") : s)),
       vectors: [...clean.slice(0, 5), vec(4 * 0.25 + 0.01), vec(6 * 0.25)],
     },
     // a wider walk (neighbours at cosine 0.92) so only step 4 itself is within 0.95 of the holdout sentence
@@ -103,6 +123,17 @@ describe("each hard defect is a reason, rejects under strict and is cut under re
     const out = run("repair", base, clean, 3, holdout);
     expect(out.validation.status).toBe("rejected");
     expect(out.validation.reasons).toContain("leak@0");
+  });
+
+  it("a cycle is only flagged by default (star-shaped chains have them) and cuts with hardKinds: [\"cycle\"]", () => {
+    // the same cone walk as the metrics test: step 6 returns next to step 1 while similarity to the anchor still falls
+    const vs = [vec(0), ...[0, 1.2, 2.4, 3.6, 4.8, 6.0].map((psi, k) => vec(1.2 + 0.01 * k, psi))];
+    const soft = new ChainValidator({ embedderId: "t", policy: "repair", minSteps: 3 }).validate(record("c", "anchor.", base), vs);
+    expect(soft.validation.status).toBe("accepted");
+    expect(soft.validation.reasons).toContain("cycle@6~1");
+    const hard = new ChainValidator({ embedderId: "t", policy: "repair", minSteps: 3, hardKinds: ["cycle"] }).validate(record("c", "anchor.", base), vs);
+    expect(hard.validation.status).toBe("repaired");
+    expect(hard.validation.truncated_at).toBe(6);
   });
 
   it("--soft demotes a hard kind to a flag", () => {

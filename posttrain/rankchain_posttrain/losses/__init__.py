@@ -2,19 +2,24 @@
 
 from ._chain import chain_cosine, pad_chains, refine_teacher
 from .chain_listmle import ChainListMLELoss, chain_listmle_loss
-from .combined import LOSSES, CombinedLoss, parse_loss_spec
+from .combined import LOSSES, CombinedLoss, is_group_loss, parse_loss_spec
 from .infonce import InfoNCELoss, infonce_loss
+from .lce import GroupEmbeddings, LCELoss, lce_loss
 from .listnet import ListNetLoss, listnet_loss
 
 __all__ = [
     "LOSSES",
     "ChainListMLELoss",
     "CombinedLoss",
+    "GroupEmbeddings",
     "InfoNCELoss",
+    "LCELoss",
     "ListNetLoss",
     "chain_cosine",
     "chain_listmle_loss",
     "infonce_loss",
+    "is_group_loss",
+    "lce_loss",
     "listnet_loss",
     "pad_chains",
     "parse_loss_spec",

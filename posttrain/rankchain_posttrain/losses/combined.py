@@ -10,13 +10,20 @@ from torch import nn
 
 from .chain_listmle import ChainListMLELoss
 from .infonce import InfoNCELoss
+from .lce import GroupEmbeddings, LCELoss
 from .listnet import ListNetLoss
 
 LOSSES: dict[str, type[nn.Module]] = {
     "chain_listmle": ChainListMLELoss,
     "listnet": ListNetLoss,
     "infonce": InfoNCELoss,
+    "lce": LCELoss,
 }
+
+
+def is_group_loss(name: str) -> bool:
+    """Does this loss train on mined groups (groups.jsonl) rather than on chains?"""
+    return getattr(LOSSES[name], "inputs", "chains") == "groups"
 
 
 def parse_loss_spec(spec: str) -> list[tuple[str, float]]:
@@ -51,7 +58,8 @@ class CombinedLoss(nn.Module):
         losses: ``{name: (module, weight)}``; names are the keys of the returned dict.
 
     Inputs:
-        student_emb ``[N, d]``, teacher_emb ``[N, d]`` (or None when no part needs a teacher), lengths ``[B]``.
+        student_emb ``[N, d]``, teacher_emb ``[N, d]`` (or None when no part needs a teacher), lengths ``[B]``;
+        ``groups`` (:class:`GroupEmbeddings`) for group losses such as ``lce``.
 
     Returns:
         ``{name: w_n * L_n}``; every value a float32 scalar. The trainer sums them and logs each one,
@@ -61,7 +69,8 @@ class CombinedLoss(nn.Module):
         1. At least one part; weights finite and > 0.
 
     Relations:
-        - Parts: :class:`ChainListMLELoss`, :class:`ListNetLoss`, :class:`InfoNCELoss`.
+        - Parts: :class:`ChainListMLELoss`, :class:`ListNetLoss`, :class:`InfoNCELoss` (chains);
+          :class:`LCELoss` (mined groups).
 
     References:
         See each part's ``citation``.
@@ -84,18 +93,40 @@ class CombinedLoss(nn.Module):
     def from_spec(cls, spec: str, *, tau: float = 0.05, tau2: float = 0.05, omega: float = 0.5) -> "CombinedLoss":
         built: dict[str, tuple[nn.Module, float]] = {}
         for name, weight in parse_loss_spec(spec):
-            if name == "infonce":
-                built[name] = (InfoNCELoss(tau=tau), weight)
+            if name in ("infonce", "lce"):
+                built[name] = (LOSSES[name](tau=tau), weight)
             else:
                 built[name] = (LOSSES[name](tau=tau, tau2=tau2, omega=omega), weight)
         return cls(built)
 
     @property
     def needs_teacher(self) -> bool:
-        return any(not isinstance(m, InfoNCELoss) for m in self.parts.values())
+        return any(not isinstance(m, (InfoNCELoss, LCELoss)) for m in self.parts.values())
 
-    def forward(self, student_emb: torch.Tensor, teacher_emb: torch.Tensor | None, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {name: self.weights[name] * module(student_emb, teacher_emb, lengths) for name, module in self.parts.items()}
+    @property
+    def needs_chains(self) -> bool:
+        return any(not is_group_loss(name) for name in self.parts)
+
+    @property
+    def needs_groups(self) -> bool:
+        return any(is_group_loss(name) for name in self.parts)
+
+    def forward(
+        self,
+        student_emb: torch.Tensor | None,
+        teacher_emb: torch.Tensor | None,
+        lengths: torch.Tensor | None,
+        groups: GroupEmbeddings | None = None,
+    ) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for name, module in self.parts.items():
+            if is_group_loss(name):
+                if groups is None:
+                    raise ValueError(f"loss {name!r} trains on mined groups, but the batch holds none")
+                out[name] = self.weights[name] * module(groups)
+            else:
+                out[name] = self.weights[name] * module(student_emb, teacher_emb, lengths)
+        return out
 
     def config_dict(self) -> dict[str, Any]:
         return {name: {"weight": self.weights[name], **module.config_dict()} for name, module in self.parts.items()}

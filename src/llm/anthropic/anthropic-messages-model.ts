@@ -155,7 +155,8 @@ export class AnthropicMessagesModel implements LanguageModel {
         .asResponse();
       const parsed = anthropicCountTokensResponseSchema.safeParse(await response.json());
       if (!parsed.success) throw new Error("count_tokens returned an unexpected body");
-      return { tokens: parsed.data.input_tokens, exact: true, method: "anthropic count_tokens endpoint" };
+      // Anthropic documents the count as an estimate: the budget reserves it with a margin.
+      return { tokens: parsed.data.input_tokens, exact: true, method: "anthropic count_tokens endpoint", quality: "estimate" };
     } catch (e) {
       return {
         tokens: anthropicConservativeBound(messages, format),

@@ -480,6 +480,11 @@ export class LocalLanguageModel implements LanguageModel {
     );
   }
 
+  /** Token ids of plain text with the model's tokenizer (no chat template, no special tokens). */
+  tokenize(text: string): Token[] {
+    return this.model.tokenize(text);
+  }
+
   /** Detokenizes generated tokens; leading whitespace is dropped (a step starts at its first word). */
   outputText(tokens: readonly Token[]): string {
     return this.model.detokenize(tokens).replace(/^\s+/, "");

@@ -5,7 +5,8 @@
  * missing key).
  */
 import OpenAI from "openai";
-import { loadApiKey } from "../../config/env.ts";
+import { loadApiKey, redactUrl } from "../../config/env.ts";
+import { ConfigError } from "../../errors.ts";
 import { joinUrl, parseSettings, readResponseJson, redactingLogger, toProviderCallError } from "../errors.ts";
 import { conservativeTokenBound, CONSERVATIVE_METHOD, countOpenAIChatTokens } from "../tokens.ts";
 import type {
@@ -20,6 +21,7 @@ import type {
   TokenCount,
 } from "../types.ts";
 import { openAIChatResponseSchema } from "./openai-api.ts";
+import { ServerTokenizer } from "./server-tokenize.ts";
 import { convertOpenAIUsage } from "./convert-openai-usage.ts";
 import { mapOpenAIFinishReason } from "./map-openai-finish-reason.ts";
 import {
@@ -29,6 +31,40 @@ import {
   type OpenAIModelSettings,
   type ReasoningEffort,
 } from "./openai-options.ts";
+
+/**
+ * A base URL as the SDK needs it: query parameters (`?api-version=…`, `?key=…`) become the SDK's
+ * defaultQuery — the SDK appends paths to the base URL as a string, so a query left in it would
+ * end up in front of "/chat/completions".
+ */
+export function splitBaseUrl(url: string): { baseURL: string; query: Record<string, string> | undefined } {
+  const u = new URL(url);
+  if (u.search === "") return { baseURL: url, query: undefined };
+  const query = Object.fromEntries(u.searchParams.entries());
+  u.search = "";
+  return { baseURL: u.toString(), query };
+}
+
+/**
+ * Refuses a base URL with user-info (`https://user:token@host`): Node's fetch will not send a
+ * request to such a URL, so every call would fail as a "connection error". Exit 2 instead, with the
+ * URL shown redacted.
+ */
+export function checkBaseUrlCredentials(url: string | undefined, what: string): void {
+  if (url === undefined) return;
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return; // the settings schema reports a malformed URL
+  }
+  if (u.username !== "" || u.password !== "") {
+    throw new ConfigError(
+      `${what}: the base URL holds credentials (${redactUrl(url)}); Node's fetch refuses such URLs — ` +
+        "remove the user:password@ part and put the key in OPENAI_API_KEY (a key in a query parameter such as ?key= is fine)",
+    );
+  }
+}
 
 /** Placeholder key for local servers that need none (they ignore the Authorization header). */
 export const NO_KEY_PLACEHOLDER = "not-needed";
@@ -50,20 +86,34 @@ export class OpenAIChatModel implements LanguageModel {
   readonly modelId: string;
   readonly capabilities: ModelCapabilities;
   private cached: { key: string; client: OpenAI } | undefined;
+  /** OpenAI-compatible servers: their own tokenize endpoint, detected on first count. */
+  private readonly serverTokenizer: ServerTokenizer | undefined;
 
   constructor(private readonly config: OpenAIChatModelConfig) {
     this.provider = config.provider;
     this.modelId = config.model;
     this.capabilities = { guidance: false, structuredOutput: true, paid: true };
+    this.serverTokenizer =
+      config.dialect === "compatible" && config.baseURL !== undefined
+        ? new ServerTokenizer(config.baseURL, config.model, {
+            fetch: config.fetch,
+            apiKey: () => {
+              const k = config.resolveApiKey();
+              return k === NO_KEY_PLACEHOLDER ? undefined : k;
+            },
+          })
+        : undefined;
   }
 
   /** The SDK client for the current key (rebuilt if the key changed). */
   private client(): { client: OpenAI; apiKey: string } {
     const apiKey = this.config.resolveApiKey();
     if (!this.cached || this.cached.key !== apiKey) {
+      const base = this.config.baseURL !== undefined ? splitBaseUrl(this.config.baseURL) : undefined;
       const client = new OpenAI({
         apiKey,
-        ...(this.config.baseURL !== undefined ? { baseURL: this.config.baseURL } : {}),
+        ...(base !== undefined ? { baseURL: base.baseURL } : {}),
+        ...(base?.query !== undefined ? { defaultQuery: base.query } : {}),
         ...(this.config.fetch !== undefined ? { fetch: this.config.fetch } : {}),
         maxRetries: 0,
         ...(this.config.timeoutMs !== undefined ? { timeout: this.config.timeoutMs } : {}),
@@ -129,7 +179,9 @@ export class OpenAIChatModel implements LanguageModel {
     options?: { responseFormat?: JsonResponseFormat | undefined },
   ): Promise<TokenCount> {
     if (this.config.dialect === "openai") return countOpenAIChatTokens(this.modelId, messages, options);
-    return { tokens: conservativeTokenBound(messages, options), exact: false, method: CONSERVATIVE_METHOD };
+    const counted = await this.serverTokenizer?.count(messages);
+    if (counted) return counted;
+    return { tokens: conservativeTokenBound(messages, options), exact: false, method: CONSERVATIVE_METHOD, quality: "bound" };
   }
 }
 
@@ -140,6 +192,7 @@ export class OpenAIChatModel implements LanguageModel {
 export function createOpenAIModel(settings: OpenAIModelSettings): OpenAIChatModel {
   const given = { ...settings, baseURL: settings.baseURL === "" ? undefined : settings.baseURL };
   const s = parseSettings(openAIModelSettingsSchema, given, "openai model");
+  checkBaseUrlCredentials(s.baseURL, "openai");
   return new OpenAIChatModel({
     provider: "openai",
     dialect: "openai",

@@ -11,8 +11,9 @@
  */
 import { z } from "zod";
 import { ConfigError } from "../../errors.ts";
+import { redactUrl } from "../../config/env.ts";
 import { parseSettings } from "../errors.ts";
-import { NO_KEY_PLACEHOLDER, OpenAIChatModel } from "./openai-chat-model.ts";
+import { checkBaseUrlCredentials, NO_KEY_PLACEHOLDER, OpenAIChatModel } from "./openai-chat-model.ts";
 
 export const openAICompatibleSettingsSchema = z.object({
   model: z.string().min(1, "model must be a non-empty model id"),
@@ -41,8 +42,9 @@ export function createOpenAICompatibleModel(settings: OpenAICompatibleModelSetti
     );
   }
   if (!/^https?:\/\//.test(baseURL)) {
-    throw new ConfigError(`openai-compatible base URL must start with http:// or https:// (got "${baseURL}")`);
+    throw new ConfigError(`openai-compatible base URL must start with http:// or https:// (got "${redactUrl(baseURL)}")`);
   }
+  checkBaseUrlCredentials(baseURL, "openai-compatible");
   return new OpenAIChatModel({
     provider: "openai-compatible",
     dialect: "compatible",

@@ -9,7 +9,9 @@
  * - "compatible": `max_tokens` (vLLM, llama.cpp server and Ollama all know it; not all know
  *   `max_completion_tokens`), every sampling setting passed through.
  * Both send `response_format: { type: "json_schema", json_schema: { name, schema, strict: true } }`
- * for a JSON response format. Some compatible servers ignore it; the caller validates the output.
+ * for a JSON response format by default; the request's `mode` can ask for `json_object` + schema
+ * (llama-cpp-python) or for the schema in the prompt instead (servers that reject or ignore
+ * response_format). The caller validates the output either way.
  */
 import { z } from "zod";
 import type { CallWarning, GenerateRequest } from "../types.ts";
@@ -63,10 +65,14 @@ export interface OpenAIChatBody {
   seed?: number;
   stop?: string[];
   reasoning_effort?: ReasoningEffort;
-  response_format?: {
-    type: "json_schema";
-    json_schema: { name: string; schema: Record<string, unknown>; strict: true };
-  };
+  response_format?:
+    | { type: "json_schema"; json_schema: { name: string; schema: Record<string, unknown>; strict: true } }
+    | { type: "json_object"; schema: Record<string, unknown> };
+}
+
+/** The instruction appended to the last user message when the schema cannot be sent (mode "prompt"). */
+export function schemaInstruction(schema: Record<string, unknown>): string {
+  return `\n\nAnswer with one JSON object only, no prose and no code fence, valid against this JSON Schema:\n${JSON.stringify(schema)}`;
 }
 
 export function buildOpenAIChatBody(
@@ -105,11 +111,18 @@ export function buildOpenAIChatBody(
     if (reasoning) body.reasoning_effort = opts.reasoningEffort;
     else warnings.push({ type: "unsupported-setting", setting: "reasoningEffort", details: `${opts.model} is not a reasoning model` });
   }
-  if (request.responseFormat) {
-    body.response_format = {
-      type: "json_schema",
-      json_schema: { name: request.responseFormat.name, schema: request.responseFormat.schema, strict: true },
-    };
+  const rf = request.responseFormat;
+  if (rf) {
+    const mode = rf.mode ?? "json_schema";
+    if (mode === "json_schema") {
+      body.response_format = { type: "json_schema", json_schema: { name: rf.name, schema: rf.schema, strict: true } };
+    } else if (mode === "json_object") {
+      body.response_format = { type: "json_object", schema: rf.schema };
+    } else {
+      // no response_format at all: the schema goes into the prompt; the caller extracts and repairs
+      const last = body.messages.map((m) => m.role).lastIndexOf("user");
+      if (last >= 0) body.messages[last] = { ...body.messages[last]!, content: body.messages[last]!.content + schemaInstruction(rf.schema) };
+    }
   }
   return { body, warnings };
 }
