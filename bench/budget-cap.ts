@@ -60,12 +60,28 @@ for (const tokenize of ["none", "llama.cpp"] as Tok[]) {
     const over = Math.max(0, billed - cap) / cap;
     worst = Math.max(worst, over);
     console.log(
-      `  count=${tokenize.padEnd(9)} cap $${cap.toFixed(2)}  billed $${billed.toFixed(5)}  ledger $${totals.usd.toFixed(5)}  overshoot ${(over * 100).toFixed(1).padStart(5)}%  over-billed calls ${totals.over_billed.calls}  bound $${(cap + (16 * 2000 * PRICE.input) / 1e6).toFixed(3)}`,
+      `  count=${tokenize.padEnd(9)} cap $${cap.toFixed(2)}  billed $${billed.toFixed(5)}  ledger $${totals.usd.toFixed(5)}  overshoot ${(over * 100).toFixed(1).padStart(5)}%  over-billed calls ${totals.over_billed.calls}  16-call bound $${(cap + (16 * 2000 * PRICE.input) / 1e6).toFixed(3)}`,
     );
     await srv.close();
   }
 }
 console.log(`  worst overshoot (billed above the cap): ${(worst * 100).toFixed(1)}% of the cap`);
+
+console.log("1b. the same server starts billing the hidden prompt only from request 20 on (the ledger has learned the model by then)");
+let worstLate = 0;
+for (const cap of [0.02, 0.05, 0.1]) {
+  const srv = await startOpenAIServer({ hiddenPromptTokens: 2000, hiddenPromptFrom: 20 });
+  const { out } = await run(srv.baseURL, 40, { steps: 3, concurrency: 16, maxUsd: cap, maxOutputTokens: 60 });
+  const billed = usd(srv.billed);
+  const totals = JSON.parse(readFileSync(join(out, "run.json"), "utf8")).totals;
+  const over = Math.max(0, billed - cap) / cap;
+  worstLate = Math.max(worstLate, over);
+  console.log(
+    `  cap $${cap.toFixed(2)}  billed $${billed.toFixed(5)}  ledger $${totals.usd.toFixed(5)}  overshoot ${(over * 100).toFixed(1).padStart(5)}%  over-billed calls ${totals.over_billed.calls}  16-call bound $${(cap + (16 * 2000 * PRICE.input) / 1e6).toFixed(3)}`,
+  );
+  await srv.close();
+}
+console.log(`  worst overshoot: ${(worstLate * 100).toFixed(1)}% of the cap`);
 
 console.log("2. cap at 40% of the uncapped cost, 6 seeds × 8 steps, concurrency 4");
 for (const tokenize of ["none", "llama.cpp", "vllm", "llama-cpp-python"] as Tok[]) {

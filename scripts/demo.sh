@@ -31,6 +31,14 @@ STS=../shared/eval-data/stsb-dev.tsv
 rc eval --model "$OUT/post/model" --baseline "$EMBEDDER" --sts "$STS" --data "$OUT"
 
 rc report "$OUT"
+
+# The gain with its controls: the same chains trained 3 times (seeds 1-3) in order and with their
+# rewrites shuffled; deltas on the reporting sets with mean ± sd (skipped when ../shared is absent).
+if [ "${DEMO_GAIN:-1}" != "0" ]; then
+  echo "== gain over 3 seeds, ordered vs shuffled-order control (reporting sets only)" >&2
+  PYTHONPATH="$PWD/posttrain${PYTHONPATH:+:$PYTHONPATH}" .venv/bin/python bench/posttrain/gain.py --data "$OUT" \
+    --seeds 1,2,3 --arms ordered,shuffled --epochs 2 --lr 1e-5 --json "$OUT/gain.json" || echo "gain step failed (see above)" >&2
+fi
 echo "== summary" >&2
 node -e '
 const fs = require("fs"); const dir = process.argv[1];

@@ -105,6 +105,14 @@ export class InterruptedError extends RankchainError {
 }
 
 /**
+ * A call left waiting on work submitted to the provider (a batch) when the process was aborted:
+ * its reservation stays open and --resume collects the result instead of paying for it again.
+ */
+export class PendingAtProviderError extends InterruptedError {
+  override readonly name: string = "PendingAtProviderError";
+}
+
+/**
  * The provider could not be reached for N consecutive attempts (connection refused or reset,
  * timeouts): the run stopped making calls, saved everything paid for, and exits with code 4;
  * `--resume` continues once the server is back.
@@ -123,4 +131,21 @@ export class ProviderUnreachableError extends RankchainError {
 /** The run finished but produced no usable chain (every chain empty or shorter than --min-steps): exit 1. */
 export class NoUsableChainsError extends RankchainError {
   override readonly name: string = "NoUsableChainsError";
+}
+
+/**
+ * DESIGN.md exit codes: 0 done; 2 bad usage, config or input; 3 budget reached; 4 provider
+ * unreachable (N consecutive connection failures; everything paid for is saved; --resume
+ * continues); 130 interrupted; 1 anything else.
+ */
+export const EXIT = { ok: 0, failure: 1, usage: 2, budget: 3, unreachable: 4, interrupted: 130 } as const;
+
+/** The exit code the CLI uses for an error (the library's callers map errors the same way). */
+export function exitCodeFor(error: unknown): number {
+  if (error instanceof ConfigError) return EXIT.usage;
+  if (error instanceof BudgetExceededError) return EXIT.budget;
+  if (error instanceof InterruptedError) return EXIT.interrupted;
+  if (error instanceof ProviderUnreachableError) return EXIT.unreachable;
+  if (error instanceof RetryError && error.lastError instanceof BudgetExceededError) return EXIT.budget;
+  return EXIT.failure;
 }

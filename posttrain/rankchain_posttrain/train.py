@@ -28,13 +28,14 @@ import torch
 
 from .data import Chain, load_chains, load_sts
 from .errors import DataError, ExportFailedError, NonFiniteLossError, PosttrainError
-from .evaluate import StsEvaluator, versions, write_json
+from .evaluate import ChainOrderEvaluator, StsEvaluator, versions, write_json
 from .groups import load_groups, looks_like_groups_file, resolve_groups_file
 from .losses import CombinedLoss, is_group_loss, parse_loss_spec
 from .negatives import GroupTraining, add_group_arguments, check_group_args
 from .modeling import POOLINGS, describe_encoder, embed, load_encoder
 from .progress import Progress
 from .teacher_cache import CACHE_FILE, TeacherEmbeddingCache, estimated_bytes, teacher_fingerprint
+from .selection import CONTROLS, HELDOUT_METRIC, SELECTIONS, effective_holdout_fraction, resolve_selection, shuffle_rewrites
 
 STATE_FILE = "trainer_state.json"
 RECORD_FILE = "training.json"
@@ -42,6 +43,7 @@ RECORD_FILE = "training.json"
 FINGERPRINT_FIELDS = (
     "base_model", "teacher", "loss", "tau", "tau2", "omega", "lr", "batch_chains", "seed", "epochs",
     "pooling", "teacher_pooling", "max_seq_length", "holdout_fraction", "warmup_ratio", "weight_decay",
+    "select", "control",
 )
 
 
@@ -58,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto = bf16 (or fp16) autocast on CUDA, fp32 on CPU")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
-    p.add_argument("--lr", type=float, default=3e-6)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 3e-6; 2e-5 with --cross-encoder)")
     p.add_argument("--warmup-ratio", type=float, default=0.1)
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--max-grad-norm", type=float, default=1.0)
@@ -72,10 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encode-chunk", type=int, default=0,
                    help="encode a batch's sentences in length-sorted chunks of this many (0 = one padded batch; "
                         "chunks save padding and memory on GPUs, single process only)")
-    p.add_argument("--eval-sts", help="STS TSV (sentence1, sentence2, score) evaluated every --eval-every steps; best kept")
+    p.add_argument("--eval-sts", help="STS TSV (sentence1, sentence2, score) evaluated every --eval-every steps; "
+                   "monitored only, unless --select sts")
+    p.add_argument("--select", default="auto", choices=SELECTIONS,
+                   help="what the kept checkpoint is chosen on: auto (held-out chains when chains are held out, else the last "
+                        "step), heldout-chains (ranking agreement on held-out chains), sts (--eval-sts: only when that set is "
+                        "never reported), last")
+    p.add_argument("--control", default="none", choices=CONTROLS,
+                   help="shuffled: train on the same chains with their rewrites in random order (anchor first), "
+                        "the control for what chain order adds")
     p.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (0 = at the end of each epoch)")
     p.add_argument("--checkpoint-every", type=int, default=200, help="save a resumable checkpoint every N steps")
-    p.add_argument("--holdout-fraction", type=float, default=0.0,
+    p.add_argument("--holdout-fraction", type=float, default=None,
                    help="keep this fraction of chains out of training (written to OUT/heldout.jsonl for eval --chains)")
     p.add_argument("--allow-unvalidated", action="store_true", help="accept chains without a validation field")
     p.add_argument("--seed", type=int, default=42)
@@ -86,10 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "when they fit in this many MB; 0 = off")
     p.add_argument("--no-export", action="store_true", help="skip the ONNX export at the end")
     add_group_arguments(p)
+    p.add_argument("--cross-encoder", action="store_true",
+                   help="train a cross-encoder (one-label head on --base-model) on chain pairs with graded targets instead of an embedder")
+    p.add_argument("--cross-encoder-teacher", help="cross-encoder directory for --loss distill (e.g. OUT/model of posttrain --cross-encoder)")
     return p
 
 
 def check_args(args: argparse.Namespace) -> None:
+    if args.lr is None:  # the default depends on what is trained
+        args.lr = 2e-5 if getattr(args, "cross_encoder", False) else 3e-6
     def positive(name: str, v: float | int | None, integer: bool = False) -> None:
         if v is None:
             return
@@ -110,7 +125,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise DataError(f"--eval-every must be >= 0, got {args.eval_every!r}")
     if not 0 <= args.warmup_ratio < 1:
         raise DataError(f"--warmup-ratio must be in [0, 1), got {args.warmup_ratio!r}")
-    if not 0 <= args.holdout_fraction < 1:
+    if args.holdout_fraction is not None and not 0 <= args.holdout_fraction < 1:
         raise DataError(f"--holdout-fraction must be in [0, 1), got {args.holdout_fraction!r}")
     if args.weight_decay < 0:
         raise DataError(f"--weight-decay must be >= 0, got {args.weight_decay!r}")
@@ -260,11 +275,15 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
     if any(is_group_loss(n) for n in spec):
         group_data = load_groups(args.groups or (args.data if data_is_groups else resolve_groups_file(args.data)))
     data = load_chains(args.data, allow_unvalidated=args.allow_unvalidated) if wants_chains else None
+    args.holdout_fraction = effective_holdout_fraction(args.select, args.holdout_fraction, len(data.chains) if data else 0)
     train_chains, held_chains = split_holdout(data.chains, args.holdout_fraction, args.seed) if data else ([], [])
+    if args.control == "shuffled":
+        train_chains = shuffle_rewrites(train_chains, args.seed)
     n_units = len(train_chains) if wants_chains else len(group_data.groups)  # type: ignore[union-attr]
     unit_batch = args.batch_chains if wants_chains else args.batch_groups
     schedule = make_schedule(n_units, args, world, "chains" if wants_chains else "groups")
     sts = load_sts(args.eval_sts) if args.eval_sts else None
+    selection = resolve_selection(args.select, len(held_chains), sts is not None)
 
     out = os.path.abspath(args.out)
     ckpt_dir = os.path.join(out, "checkpoints", "last")
@@ -289,7 +308,8 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
     set_seed(args.seed)
     device = accelerator.device
     student = load_encoder(args.base_model, device=device, pooling=args.pooling, max_seq_length=args.max_seq_length)
-    loss_fn = CombinedLoss.from_spec(args.loss, tau=args.tau, tau2=args.tau2, omega=args.omega)
+    loss_fn = CombinedLoss.from_spec(args.loss, tau=args.tau, tau2=args.tau2, omega=args.omega,
+                                      cross_encoder_teacher=getattr(args, "cross_encoder_teacher", None))
     teacher = None
     if loss_fn.needs_teacher:
         if args.teacher:
@@ -305,7 +325,8 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
             progress.log(f"teacher cache off: {need / 2**20:.0f} MB of teacher embeddings exceed --teacher-cache-mb {args.teacher_cache_mb}")
         else:
             teacher_cache = TeacherEmbeddingCache(teacher_fingerprint(
-                teacher=teacher, describe=describe_encoder(teacher), data_sha256=data.sha256, train_chains=len(train_chains), precision=mixed))
+                teacher=teacher, describe=describe_encoder(teacher), data_sha256=f"{data.sha256}:{getattr(args, 'control', 'none')}:{args.holdout_fraction}",
+                train_chains=len(train_chains), precision=mixed))
     if args.gradient_checkpointing:
         student.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     student.train()
@@ -341,25 +362,40 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
         best = resume_state.get("best")
         progress.log(f"resumed from {ckpt_dir} at step {step}")
 
-    evaluator = StsEvaluator(sts) if sts else None
+    # The selection metric (held-out chains' ranking agreement, or STS with --select sts); STS is
+    # otherwise only monitored, so a set that eval reports never chooses the model.
+    sts_evaluator = StsEvaluator(sts) if sts else None
+    select_name, select_fn = {
+        "heldout-chains": (HELDOUT_METRIC, ChainOrderEvaluator(held_chains) if len(held_chains) >= 2 else None),
+        "sts": ("stsb_spearman", sts_evaluator),
+        "last": (None, None),
+    }[selection]
     eval_every = args.eval_every or schedule.steps_per_epoch
     best_dir = os.path.join(out, "checkpoints", "best")
 
     def run_eval(at_step: int) -> None:
         nonlocal best
-        if evaluator is None:
+        if select_fn is None and sts_evaluator is None:
             return
         accelerator.wait_for_everyone()
         if main:
-            score = evaluator(base)
-            # Step 0 is the base model's score, reported for reference; the best is chosen among trained steps.
-            improved = at_step > 0 and (best is None or score > best["stsb_spearman"])
-            if improved:
-                best = {"step": at_step, "stsb_spearman": score}
-                shutil.rmtree(best_dir, ignore_errors=True)
-                base.save_pretrained(best_dir)
-            history.append({"step": at_step, "stsb_spearman": score})
-            progress.emit("eval", step=at_step, total=schedule.total_steps, stsb_spearman=score, best=best, improved=improved)
+            entry: dict[str, Any] = {"step": at_step}
+            if sts_evaluator is not None:
+                entry["stsb_spearman"] = sts_evaluator(base)
+            if select_fn is not None and select_name is not None:
+                score = entry[select_name] if select_name in entry else select_fn(base)
+                entry[select_name] = score
+                # Step 0 is the base model's score, reported for reference; the best is chosen among trained steps.
+                improved = at_step > 0 and (best is None or score > best["value"])
+                if improved:
+                    best = {"step": at_step, "metric": select_name, "value": score, select_name: score}
+                    shutil.rmtree(best_dir, ignore_errors=True)
+                    base.save_pretrained(best_dir)
+            else:
+                improved = False
+            history.append(entry)
+            progress.emit("eval", step=at_step, total=schedule.total_steps, metric=select_name, value=entry.get(select_name) if select_name else None,
+                          best=best, improved=improved, **{k: v for k, v in entry.items() if k != "step"})
         accelerator.wait_for_everyone()
 
     def save_checkpoint(at_step: int) -> None:
@@ -389,8 +425,10 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
             device=str(device),
             precision=mixed,
             loss=loss_fn.config_dict(),
+            select=selection,
+            control=args.control,
         )
-    if evaluator is not None and step == 0 and not any(h["step"] == 0 for h in history):
+    if (select_fn is not None or sts_evaluator is not None) and step == 0 and not any(h["step"] == 0 for h in history):
         run_eval(0)  # the base model's score, for reference
 
     loop_started = time.time()
@@ -420,7 +458,9 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
                         teacher_emb = (encode_teacher(sentences[:n_chain]) if teacher_cache is None or not wants_chains else
                                        teacher_cache.embed(batch, [c.sentences for c in chains], encode_teacher, device))
                 parts = loss_fn(student_emb, teacher_emb, lengths,
-                                groups=group_batch.embeddings(all_emb[n_chain:]) if group_batch else None)
+                                groups=group_batch.embeddings(all_emb[n_chain:]) if group_batch else None,
+                                context={"sentences": sentences[:n_chain], "student": base if world == 1 else None,
+                                         "progress": step / max(1, schedule.total_steps)})
             loss = torch.stack(list(parts.values())).sum()
             # One collective per step: every process learns every part's value (and finiteness).
             values = torch.stack([v.detach().float() for v in parts.values()]).unsqueeze(0)
@@ -474,7 +514,8 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
         model_dir = os.path.join(out, "model")
         final_from = "last"
         src_dir = os.path.join(out, "checkpoints", "final")
-        if best is not None and best["step"] != step and os.path.isdir(best_dir) and (not history or best["stsb_spearman"] > history[-1]["stsb_spearman"]):
+        last_value = history[-1].get(select_name) if history and select_name else None
+        if best is not None and best["step"] != step and os.path.isdir(best_dir) and (last_value is None or best["value"] > last_value):
             src_dir = best_dir
             final_from = f"best (step {best['step']})"
         else:
@@ -500,6 +541,9 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
             "steps": step,
             "schedule": vars(schedule),
             "final_loss_parts": last_parts,
+            "selection": {"select": selection, "requested": args.select, "metric": select_name,
+                          "heldout_chains": len(held_chains), "monitored": ["stsb_spearman"] if sts_evaluator and selection != "sts" else []},
+            "control": args.control,
             "eval_history": history,
             "best": best,
             "final_model": {"dir": model_dir, "from": final_from, "onnx": onnx_path, "export_error": export_error},
@@ -520,7 +564,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     progress = Progress()
     try:
-        train(args, progress)
+        if args.cross_encoder:
+            from .cross_encoder import train_cross_encoder
+
+            check_args(args)
+            train_cross_encoder(args, progress)
+        else:
+            train(args, progress)
     except PosttrainError as e:
         progress.emit("error", message=str(e), exit_code=e.exit_code, kind=type(e).__name__)
         sys.stderr.write(f"rankchain_posttrain.train: {e}\n")

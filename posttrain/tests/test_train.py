@@ -48,7 +48,8 @@ def trained(tmp_path_factory):
     run = make_run(root / "run")
     out = root / "out"
     args = train_mod.build_parser().parse_args(
-        base_args(run, out, "--epochs", "3", "--lr", "5e-5", "--warmup-ratio", "0", "--eval-sts", str(run / "sts.tsv"), "--eval-every", "2")
+        base_args(run, out, "--epochs", "3", "--lr", "5e-5", "--warmup-ratio", "0", "--eval-sts", str(run / "sts.tsv"), "--eval-every", "2",
+                  "--select", "sts")
     )
     lines: list[str] = []
 

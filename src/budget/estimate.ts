@@ -14,7 +14,8 @@ import type { Seed } from "../generate/seeds.ts";
  *   (bench/bytes-per-token.ts): prompt text 4.27 bytes/token, sentences 3.54, plus 5 template
  *   tokens per request.
  * - worst: a true upper bound on what the ledger can charge for answered calls — every call uses
- *   its full max output tokens, every step is retried once by the cleaner with doubled room, and
+ *   its full max output tokens, every step uses all its --step-retries, each doubling the room (a
+ *   ladder call is retried once with doubled room), and
  *   every later prompt holds max-length steps; input tokens exact (tiktoken, OpenAI) or bounded by
  *   UTF-8 bytes (any byte-level BPE tokenizer). Outside it: transport failures that are billed
  *   (a timeout after sending adds at most one call's worst case per retry) and a provider billing
@@ -45,8 +46,17 @@ export async function estimateRunCost(opts: {
   maxOutputTokens: number;
   template: PromptTemplate;
   price: ModelPrice | undefined;
+  /** Rewrites generated per kept step (generate --oversample); default 1. */
+  oversample?: number;
+  /** Retries of a bad step (generate --step-retries); each after a length stop doubles the room again. Default 2. */
+  stepRetries?: number;
   sampleSize?: number;
 }): Promise<CostEstimate> {
+  const every = opts.oversample ?? 1;
+  const total = opts.steps * every;
+  const retries = Math.max(0, opts.stepRetries ?? 2);
+  // attempt a may have 2^a × the room: the worst step uses M × (2^(R+1) − 1) output tokens over R + 1 calls
+  const worstStepOutput = opts.maxOutputTokens * (2 ** (retries + 1) - 1);
   const sampleSize = opts.sampleSize ?? 200;
   const stride = Math.max(1, Math.ceil(opts.seeds.length / sampleSize));
   const sample = opts.seeds.filter((_, i) => i % stride === 0);
@@ -67,27 +77,28 @@ export async function estimateRunCost(opts: {
   for (const seed of sample) {
     const anchorTokens = Math.max(4, await sentenceTokens(seed.text));
     if (opts.steering === "ladder") {
-      const req = buildLadderRequest(opts.template, { anchor: seed.text, totalSteps: opts.steps, maxOutputTokens: opts.maxOutputTokens });
+      const maxOut = opts.maxOutputTokens * every;
+      const req = buildLadderRequest(opts.template, { anchor: seed.text, totalSteps: total, maxOutputTokens: maxOut });
       inT += await countTypical(req);
-      outT += Math.min(opts.maxOutputTokens, (anchorTokens + 2) * opts.steps + 8);
+      outT += Math.min(maxOut, (anchorTokens + 2) * total + 8);
       callsT += 1;
       const w = await countWorst(req);
       inW += 2 * w; // one retry
-      outW += opts.maxOutputTokens * 3; // the retry doubles the room
+      outW += maxOut * 3; // the retry doubles the room
       callsW += 2;
     } else {
       const typicalSteps: string[] = [];
       const worstSteps: string[] = [];
-      for (let i = 0; i < opts.steps; i++) {
-        const common = { anchor: seed.text, totalSteps: opts.steps, maxOutputTokens: opts.maxOutputTokens };
+      for (let i = 0; i < total; i++) {
+        const common = { anchor: seed.text, totalSteps: total, maxOutputTokens: opts.maxOutputTokens };
         inT += await countTypical(buildStepwiseRequest(opts.template, { ...common, stepsSoFar: typicalSteps }));
         outT += Math.min(opts.maxOutputTokens, anchorTokens);
         callsT += 1;
         typicalSteps.push(seed.text);
         const w = await countWorst(buildStepwiseRequest(opts.template, { ...common, stepsSoFar: worstSteps }));
-        inW += 2 * w;
-        outW += opts.maxOutputTokens * 3; // first try + one retry with doubled room
-        callsW += 2;
+        inW += (retries + 1) * w;
+        outW += worstStepOutput;
+        callsW += retries + 1;
         worstSteps.push(worstCaseStep(opts.maxOutputTokens, exactWorst));
       }
     }
@@ -105,7 +116,7 @@ export async function estimateRunCost(opts: {
       typical: tiktoken
         ? `tiktoken ${openAIEncodingFor(opts.model)} counts of the real prompts; outputs as long as the anchor; no retries`
         : `${PROMPT_BYTES_PER_TOKEN} prompt bytes/token + ${TEMPLATE_TOKENS_PER_REQUEST} template tokens per request, ${SENTENCE_BYTES_PER_TOKEN} bytes/token for outputs as long as the anchor (measured on the carried GGUF models); no retries`,
-      worst: `bound: max output tokens on every call, one cleaning retry per step with doubled room, input ${exactWorst ? "counted with tiktoken" : `bounded by UTF-8 bytes + 16/message + 64, earlier steps taken as ${WORST_OUTPUT_BYTES_PER_TOKEN} bytes/token`}; excludes billed transport retries and hidden server-side prompts`,
+      worst: `bound: max output tokens on every call, ${retries} retr${retries === 1 ? "y" : "ies"} per step each doubling the room (ladder: one), input ${exactWorst ? "counted with tiktoken" : `bounded by UTF-8 bytes + 16/message + 64, earlier steps taken as ${WORST_OUTPUT_BYTES_PER_TOKEN} bytes/token`}; excludes billed transport retries and hidden server-side prompts`,
     },
   };
   if (opts.price) {

@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { BudgetExceededError } from "../errors.ts";
-import { costUsd } from "../config/prices.ts";
+import { costUsd, type ModelPrice } from "../config/prices.ts";
 import { JsonlAppender, readJsonl } from "../store/jsonl.ts";
 import { z } from "zod";
 import type { ChargeInput, CountQuality, Ledger, LedgerStage, LedgerTotals, Reservation, ReserveRequest, StageTotals } from "./types.ts";
@@ -37,6 +37,8 @@ export const LedgerEntrySchema = z.discriminatedUnion("type", [
     count: z.enum(["exact", "bound", "estimate"]).optional(),
     max_output_tokens: z.number(),
     model: z.string(),
+    /** The call's cache key (responses.jsonl); batch mode re-adopts a reservation by it on resume. */
+    key: z.string().optional(),
   }),
   z.object({
     type: z.literal("charge"),
@@ -206,15 +208,30 @@ export interface LedgerOptions {
   /** The cap applies to this stage's spend only (validate --max-usd caps validate's own spend). */
   capStage?: string | undefined;
   now?: () => Date;
+  /**
+   * Unsettled reservations whose call key this returns true for are still pending at the provider
+   * (a submitted batch): on open they stay booked against the cap, for `adopt(key)`, instead of
+   * being charged at their worst case.
+   */
+  keepOpen?: (key: string) => boolean;
+  /**
+   * Default true: under a cap, the first call to a model goes out alone (see reserve). Batch mode
+   * turns it off: there the first call alone would cost a whole batch turnaround (up to 24 h), and
+   * the batch providers' usage is what our counts predict.
+   */
+  firstCallAlone?: boolean;
 }
 
 export class BudgetLedger implements Ledger {
   private seq = 0;
   private readonly books = new Books();
   private readonly open = new Map<string, Reservation>();
+  /** Reservations of calls still pending at the provider (batch mode), kept open on resume. */
+  private readonly adoptable = new Map<string, Reservation>();
   private settleWaiters: Array<() => void> = [];
   private readonly now: () => Date;
   readonly capStage: string | undefined;
+  private readonly firstCallAlone: boolean;
 
   private constructor(
     readonly capUsd: number | undefined,
@@ -223,6 +240,7 @@ export class BudgetLedger implements Ledger {
   ) {
     this.now = options.now ?? (() => new Date());
     this.capStage = options.capStage;
+    this.firstCallAlone = options.firstCallAlone ?? true;
   }
 
   /** A ledger with no file (estimates, tests). */
@@ -248,6 +266,23 @@ export class BudgetLedger implements Ledger {
     const pending = ledger.books.replay(entries);
     for (const r of pending.values()) {
       const stage = r.stage ?? DEFAULT_STAGE;
+      if (r.key !== undefined && options.keepOpen?.(r.key)) {
+        const kept: Reservation = {
+          id: r.id,
+          usd: r.usd,
+          stage,
+          model: r.model,
+          chainId: r.chain_id,
+          countedInputTokens: r.counted_input_tokens ?? r.input_tokens,
+          inputTokens: r.input_tokens,
+          maxOutputTokens: r.max_output_tokens,
+          price: undefined,
+        };
+        ledger.books.book(stage, r.usd);
+        ledger.open.set(r.id, kept);
+        ledger.adoptable.set(r.key, kept);
+        continue;
+      }
       await sink.append({
         type: "charge",
         id: r.id,
@@ -320,7 +355,7 @@ export class BudgetLedger implements Ledger {
       // Under a cap, the first call to a model goes out alone: until one answer with reported usage
       // has been seen, nothing is known about what the model bills beyond our count, so at most one
       // call can be over-billed before the ledger learns the ratio.
-      if (this.capUsd !== undefined && request.wait !== false && !this.books.learned.has(request.model) && this.openFor(request.model) > 0) {
+      if (this.firstCallAlone && this.capUsd !== undefined && request.wait !== false && !this.books.learned.has(request.model) && this.openFor(request.model) > 0) {
         await this.waitForSettle(request.signal);
         continue;
       }
@@ -368,7 +403,17 @@ export class BudgetLedger implements Ledger {
       count: request.count ?? "bound",
       max_output_tokens: plan.maxOutputTokens,
       model: request.model,
+      ...(request.key !== undefined ? { key: request.key } : {}),
     } satisfies LedgerEntry);
+    return reservation;
+  }
+
+  adopt(key: string, price: ModelPrice | undefined): Reservation | undefined {
+    const kept = this.adoptable.get(key);
+    if (!kept) return undefined;
+    this.adoptable.delete(key);
+    const reservation: Reservation = { ...kept, price };
+    this.open.set(kept.id, reservation);
     return reservation;
   }
 

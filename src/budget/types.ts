@@ -40,6 +40,11 @@ export interface Ledger {
   chargeWorstCase(reservation: Reservation, note: string): Promise<void>;
   /** Nothing was billed. */
   release(reservation: Reservation, reason: string): Promise<void>;
+  /**
+   * Takes over a reservation an earlier process left open for a call still pending at the provider
+   * (a submitted batch; see the file ledger's `keepOpen`), instead of reserving again.
+   */
+  adopt?(key: string, price: ModelPrice | undefined): Reservation | undefined;
   /** Resolves when at least one open reservation settles (at once when none is open). */
   waitForSettle(signal?: AbortSignal): Promise<void>;
   totals(): LedgerTotals;
@@ -76,6 +81,8 @@ export interface ReserveRequest {
    */
   wait?: boolean | undefined;
   signal?: AbortSignal | undefined;
+  /** The call's cache key (responses.jsonl): batch mode re-adopts the reservation by it on resume. */
+  key?: string | undefined;
 }
 
 export interface Reservation {

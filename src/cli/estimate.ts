@@ -1,13 +1,7 @@
 import { Command } from "commander";
-import { z } from "zod";
-import { GenerateConfigSchema } from "../config/run-config.ts";
-import { loadPriceTable, resolvePrice } from "../config/prices.ts";
-import { estimateRunCost } from "../budget/estimate.ts";
-import { readSeeds } from "../generate/seeds.ts";
-import { loadPromptTemplate } from "../steering/prompt-templates.ts";
+import { estimate, type EstimateOptions } from "../api/estimate.ts";
 import { addGenerationOptions } from "./generate.ts";
 import { action, numberOption } from "./run-command.ts";
-import { parseWithSchema } from "./options.ts";
 
 export function registerEstimate(program: Command): void {
   const cmd = program
@@ -18,46 +12,15 @@ export function registerEstimate(program: Command): void {
     .option("--json", "print JSON only", false)
     .action(
       action(async (opts: Record<string, unknown>) => {
-        const steering = (opts.steering as string) ?? "stepwise";
-        const config = parseWithSchema(GenerateConfigSchema.and(z.object({ json: z.boolean().default(false) })), {
-          ...opts,
-          out: "(estimate)",
-          // estimate never contacts a server: an openai-compatible model needs no --base-url here
-          baseUrl: opts.baseUrl ?? (opts.provider === "openai-compatible" ? "http://estimate.invalid/v1" : undefined),
-          maxOutputTokens: opts.maxOutputTokens ?? (steering === "ladder" ? 100 * Number(opts.steps ?? 8) : 100),
-        });
-        const seedFile = readSeeds(config.input, { maxChars: config.maxSeedChars });
-        const seeds = config.limit !== undefined ? seedFile.seeds.slice(0, config.limit) : seedFile.seeds;
-        const table = loadPriceTable(config.prices);
-        const price = resolvePrice({
-          table,
-          provider: config.provider,
-          model: config.model,
-          priceInput: config.priceInput,
-          priceOutput: config.priceOutput,
-          required: false,
-        });
-        const template = loadPromptTemplate(config.steering === "ladder" ? "ladder" : "stepwise", config.promptVersion);
-        const est = await estimateRunCost({
-          seeds,
-          provider: config.provider,
-          model: config.model,
-          steering: config.steering,
-          steps: config.steps,
-          maxOutputTokens: config.maxOutputTokens,
-          template,
-          price,
-        });
-        const fitAt = (usd: number | undefined) =>
-          config.maxUsd !== undefined && usd !== undefined && usd > 0 ? Math.min(seeds.length, Math.floor((config.maxUsd / usd) * seeds.length)) : undefined;
-        const fitTypical = fitAt(est.usd?.typical);
-        const fitWorst = fitAt(est.usd?.worst);
-        const out = {
-          ...est,
-          price: price ?? null,
-          price_table_as_of: table.as_of,
-          seeds_fitting_cap: config.maxUsd !== undefined ? { typical: fitTypical ?? null, guaranteed: fitWorst ?? null } : null,
-        };
+        const { json, ...settings } = opts as EstimateOptions & { json?: boolean };
+        const out = await estimate(settings);
+        const est = out;
+        const price = out.price;
+        const table = { as_of: out.price_table_as_of };
+        const config = { json: json ?? false, maxUsd: settings.maxUsd };
+        const seeds = { length: out.seed_count };
+        const fitTypical = out.seeds_fitting_cap?.typical ?? undefined;
+        const fitWorst = out.seeds_fitting_cap?.guaranteed ?? undefined;
         if (config.json) {
           process.stdout.write(JSON.stringify(out) + "\n");
           return;

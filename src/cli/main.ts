@@ -9,6 +9,8 @@ import { registerReport } from "./report.ts";
 import { registerModels } from "./models.ts";
 import { registerPosttrain } from "./posttrain.ts";
 import { registerEval } from "./eval.ts";
+import { registerMerge } from "./merge.ts";
+import { registerBudget } from "./budget.ts";
 import { registerSeeds } from "./seeds.ts";
 import { registerMine } from "./mine.ts";
 import { registerExport } from "./export.ts";
@@ -40,6 +42,8 @@ registerReport(program);
 registerModels(program);
 registerPosttrain(program);
 registerEval(program);
+registerMerge(program);
+registerBudget(program);
 registerMine(program);
 registerExport(program);
 

@@ -68,7 +68,7 @@ export function registerMine(program: Command): void {
     .option("--hnsw-connectivity <m>", "HNSW graph degree (default 16)", numberOption("--hnsw-connectivity", { int: true, min: 2 }))
     .option("--hnsw-ef <n>", "HNSW candidate list for adding and searching (default 128)", numberOption("--hnsw-ef", { int: true, min: 1 }))
     .option("--batch-size <n>", "texts per embedding call", numberOption("--batch-size", { int: true, min: 1 }), 64)
-    .option("--max-usd <x>", "hard cap for paid embedders (openai:…); spend goes to the run's ledger.jsonl", numberOption("--max-usd", { min: 0 }))
+    .option("--max-usd <x>", "hard cap on mine's own spend for paid embedders (openai:…); recorded in the run's ledger.jsonl as stage \"mine\"", numberOption("--max-usd", { min: 0 }))
     .option("--allow-unvalidated", "mine chains.jsonl when the run has no validated.jsonl")
     .option("--no-report", "do not (re)write report.html")
     .option("--json", "print mine.json instead of a summary")
@@ -85,14 +85,14 @@ export function registerMine(program: Command): void {
         const paid = specs.some((s) => resolveEmbedderSpec(s).kind === "openai");
         const ledgerDir = existsSync(join(data, "chains.jsonl")) || existsSync(join(data, "validated.jsonl")) ? data : undefined;
         if (paid && !ledgerDir) throw new ConfigError("a paid embedder needs a run directory (its spend goes into ledger.jsonl)", { location: { file: runDir } });
-        const ledger = paid && ledgerDir ? await BudgetLedger.open(join(ledgerDir, "ledger.jsonl"), opts.maxUsd) : undefined;
+        const ledger = paid && ledgerDir ? await BudgetLedger.open(join(ledgerDir, "ledger.jsonl"), opts.maxUsd, { capStage: "mine" }) : undefined;
         const embedders: Embedder[] = [];
         const say = (m: string) => {
           if (!opts.quiet) process.stderr.write(`rankchain mine: ${m}\n`);
         };
         try {
           for (const s of specs) {
-            embedders.push(await createEmbedder(s, { batchSize: opts.batchSize, ...(ledger ? { ledger } : {}) }));
+            embedders.push(await createEmbedder(s, { batchSize: opts.batchSize, ...(ledger ? { ledger, stage: "mine" } : {}) }));
           }
           const hnsw = {
             ...(opts.hnswConnectivity !== undefined ? { connectivity: opts.hnswConnectivity } : {}),

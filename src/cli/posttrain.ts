@@ -34,7 +34,7 @@ export function registerPosttrain(program: Command): void {
     .requiredOption("--data <run-dir>", "run directory with validated.jsonl (accepted and repaired chains; and groups.jsonl for --loss lce), or a groups file from rankchain mine")
     .requiredOption("--base-model <dir>", "student: sentence-transformers or Hugging Face encoder directory (or hub id)")
     .requiredOption("--out <dir>", "output directory")
-    .option("--loss <spec>", 'losses and weights, e.g. "chain_listmle" or "chain_listmle:1,lce:0.5" (chain_listmle, listnet, infonce; lce over mined groups)')
+    .option("--loss <spec>", 'losses and weights, e.g. "chain_listmle" or "chain_listmle:1,lce:0.5" (chain_listmle, listnet, infonce; lce over mined groups; distill from --cross-encoder-teacher)')
     .option("--teacher <dir>", "teacher model (its own tokenizer is fine); default: a frozen copy of the base model")
     .option("--device <device>", "auto | cuda | cpu", choice("--device", ["auto", "cuda", "cpu"] as const))
     .option("--precision <p>", "auto | fp32 | fp16 | bf16 (auto: bf16/fp16 autocast on CUDA, fp32 on CPU)", choice("--precision", ["auto", "fp32", "fp16", "bf16"] as const))
@@ -49,10 +49,12 @@ export function registerPosttrain(program: Command): void {
     .option("--max-seq-length <n>", "truncate inputs to this many tokens", numberOption("--max-seq-length", { int: true, min: 1 }))
     .option("--encode-chunk <n>", "encode each batch in length-sorted chunks of N sentences (default 0 = one padded batch; single process)", numberOption("--encode-chunk", { int: true, min: 0 }))
     .option("--teacher-cache-mb <n>", "cache the frozen teacher's embeddings across epochs when they fit in N MB (default 4096; 0 = off)", numberOption("--teacher-cache-mb", { int: true, min: 0 }))
-    .option("--eval-sts <file>", "STS TSV (sentence1, sentence2, score) to evaluate on and keep the best model")
+    .option("--eval-sts <file>", "STS TSV (sentence1, sentence2, score) evaluated during training; monitored only, unless --select sts")
+    .option("--select <what>", "checkpoint chosen on: auto (held-out chains when held out, else last), heldout-chains, sts (only if that set is never reported), last", choice("--select", ["auto", "heldout-chains", "sts", "last"] as const))
+    .option("--control <kind>", "none | shuffled (train on the same chains with rewrites shuffled: the order control)", choice("--control", ["none", "shuffled"] as const))
     .option("--eval-every <n>", "evaluate every N steps (default: each epoch)", numberOption("--eval-every", { int: true, min: 0 }))
     .option("--checkpoint-every <n>", "resumable checkpoint every N steps (default 200)", numberOption("--checkpoint-every", { int: true, min: 1 }))
-    .option("--holdout-fraction <x>", "keep this fraction of chains out (OUT/heldout.jsonl, for eval --chains)", numberOption("--holdout-fraction", { min: 0, max: 0.99 }))
+    .option("--holdout-fraction <x>", "keep this fraction of chains out (OUT/heldout.jsonl; selection and eval --chains); default 0.1 with >= 20 chains, else 0", numberOption("--holdout-fraction", { min: 0, max: 0.99 }))
     .option("--seed <n>", "random seed (default 42)", numberOption("--seed", { int: true, min: 0 }))
     .option("--resume", "continue from OUT/checkpoints/last (refused if the settings differ)")
     .option("--gradient-checkpointing", "trade compute for memory")
@@ -66,6 +68,8 @@ export function registerPosttrain(program: Command): void {
     .option("--corrector-every <n>", "re-encode that sample every N steps (default 1)", numberOption("--corrector-every", { int: true, min: 1 }))
     .option("--cache-guard <x>", "cache mode: skip candidates scored above x times the positive (default 0.95)", positive("--cache-guard"))
     .option("--no-export", "skip the ONNX export")
+    .option("--cross-encoder", "train a cross-encoder instead: a one-label head on --base-model, fitted to graded targets from chain distance; exports onnx/model.onnx (for validate --judge and eval --rerankers)")
+    .option("--cross-encoder-teacher <dir>", "cross-encoder directory that --loss distill learns from (e.g. OUT/model of posttrain --cross-encoder)")
     .option("--verbose", "show the Python side's stderr (library warnings)")
     .option("--json", "print the trainer's JSON progress lines on stdout instead of a bar")
     .action(
@@ -89,12 +93,14 @@ export function registerPosttrain(program: Command): void {
           return result.exitCode;
         }
         if (!json && result.done) {
-          const best = result.done.best as { step: number; stsb_spearman: number } | null;
+          const best = result.done.best as { step: number; metric: string; value: number } | null;
           process.stderr.write(
             `done: model in ${String(result.done.model)}` +
               (result.done.onnx ? ` (ONNX: ${String(result.done.onnx)})` : "") +
-              (best ? `; best STS Spearman ${best.stsb_spearman.toFixed(2)} at step ${best.step}` : "") +
-              `\nnext: rankchain eval --model ${String(result.done.model)} --baseline ${options.baseModel} --sts <sts.tsv> --data ${options.data}\n`,
+              (best ? `; kept step ${best.step}, best ${best.metric} ${best.value.toFixed(2)}` : "") +
+              (options.crossEncoder
+                ? `\nnext: rankchain validate ${options.data} --judge cascade --cross-encoder ${String(result.done.model)}\n`
+                : `\nnext: rankchain eval --model ${String(result.done.model)} --baseline ${options.baseModel} --sts <sts.tsv> --data ${options.data}\n`),
           );
         }
         return 0;

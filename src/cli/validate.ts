@@ -1,16 +1,15 @@
 import type { Command } from "commander";
 import { SingleBar } from "cli-progress";
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { BudgetLedger, readLedgerTotals } from "../budget/ledger.ts";
 import { ConfigError } from "../errors.ts";
 import { writeReport } from "../report/index.ts";
-import { DEFAULT_GATE_THRESHOLDS, HARD_KINDS, POLICIES, SOFT_KINDS, validateRun, type GateThresholds, type Policy } from "../validate/index.ts";
+import { DEFAULT_GATE_THRESHOLDS, DEFAULT_JUDGE_THRESHOLDS, HARD_KINDS, JUDGE_MODES, POLICIES, SOFT_KINDS, validateRun, type GateThresholds, type JudgeMode, type Policy } from "../validate/index.ts";
 import { action, numberOption, UsageError } from "./run-command.ts";
 import { exitCodeFor } from "./exit-codes.ts";
 import type { LedgerTotals } from "../budget/types.ts";
-import { readJsonObjectIfPresent } from "../store/json-file.ts";
-import { writeFileSync, renameSync } from "node:fs";
+import { recordStageSpend } from "../api/validate.ts";
 
 interface ValidateFlags {
   embedder?: string;
@@ -27,6 +26,17 @@ interface ValidateFlags {
   maxDrop?: number;
   maxUsd?: number;
   soft?: string[];
+  judge: string;
+  crossEncoder?: string;
+  judgeProvider: string;
+  judgeModel?: string;
+  judgeBaseUrl?: string;
+  judgeMaxUsd?: number;
+  judgeMinKendall?: number;
+  judgeMargin?: number;
+  judgeWindow?: number;
+  judgeStep?: number;
+  prices?: string;
   hard?: string[];
   dupTextSimilarity?: number;
   unrelatedThreshold?: number;
@@ -57,6 +67,17 @@ function hardOption(value: string): string[] {
 
 const cos = (flag: string) => numberOption(flag, { min: -1, max: 1 });
 
+function judgeOption(value: string): JudgeMode {
+  if (!(JUDGE_MODES as readonly string[]).includes(value)) throw new UsageError(`--judge expects one of ${JUDGE_MODES.join(", ")}, got "${value}"`);
+  return value as JudgeMode;
+}
+
+const PROVIDERS = ["openai", "anthropic", "openai-compatible", "local"] as const;
+function providerOption(value: string): string {
+  if (!(PROVIDERS as readonly string[]).includes(value)) throw new UsageError(`--judge-provider expects one of ${PROVIDERS.join(", ")}, got "${value}"`);
+  return value;
+}
+
 export function registerValidate(program: Command): void {
   program
     .command("validate")
@@ -79,6 +100,17 @@ export function registerValidate(program: Command): void {
     .option("--soft <kinds>", `comma list of hard reason kinds to only flag (${HARD_KINDS.join(", ")})`, softOption)
     .option("--hard <kinds>", `comma list of soft reason kinds to treat as hard (${SOFT_KINDS.join(", ")})`, hardOption)
     .option("--max-usd <x>", "hard cap on validate's own spend (paid embedder openai:…; generation spend does not count); recorded in the run's ledger.jsonl as stage \"validate\"", numberOption("--max-usd", { min: 0 }))
+    .option("--judge <mode>", `judges after the gate: ${JUDGE_MODES.join(" | ")} (cascade: cross-encoder for all, LLM where it is unsure)`, judgeOption, "embedder")
+    .option("--cross-encoder <spec>", "cross-encoder directory (onnx/model.onnx + tokenizer.json; see posttrain --cross-encoder) or hub id")
+    .option("--judge-provider <p>", "LLM judge provider: openai | anthropic | openai-compatible | local", providerOption, "local")
+    .option("--judge-model <m>", "LLM judge model (local: registry name or GGUF path)")
+    .option("--judge-base-url <url>", "LLM judge base URL (openai-compatible)")
+    .option("--judge-max-usd <x>", "hard cap of the LLM judge's own spend (stage \"judge\" of the run's ledger.jsonl); when reached the cheaper verdicts stand", numberOption("--judge-max-usd", { min: 0 }))
+    .option("--judge-min-kendall <t>", `a judge calls a chain in order at Kendall tau >= t (default ${DEFAULT_JUDGE_THRESHOLDS.minKendall})`, numberOption("--judge-min-kendall", { min: -1, max: 1 }))
+    .option("--judge-margin <m>", `cascade: escalate when the cross-encoder's Kendall is within m of the threshold (default ${DEFAULT_JUDGE_THRESHOLDS.margin})`, numberOption("--judge-margin", { min: 0, max: 2 }))
+    .option("--judge-window <n>", "LLM listwise window (default 20)", numberOption("--judge-window", { int: true, min: 2 }))
+    .option("--judge-step <n>", "LLM listwise step (default 10)", numberOption("--judge-step", { int: true, min: 1 }))
+    .option("--prices <file>", "JSON price table for the LLM judge (see README)")
     .option("--no-report", "do not (re)write report.html")
     .option("--quiet", "no progress bar")
     .action(
@@ -101,6 +133,9 @@ export function registerValidate(program: Command): void {
         if (opts.lengthZ !== undefined) thresholds.lengthZ = opts.lengthZ;
         if (opts.maxDrop !== undefined) thresholds.maxDrop = opts.maxDrop;
 
+        const judge = opts.judge as JudgeMode;
+        if ((judge === "cross-encoder" || judge === "cascade") && !opts.crossEncoder) throw new ConfigError(`--judge ${judge} needs --cross-encoder DIR`);
+        if ((judge === "llm" || judge === "cascade") && opts.judgeProvider !== "local" && !opts.judgeModel) throw new ConfigError(`--judge ${judge} with --judge-provider ${opts.judgeProvider} needs --judge-model`);
         const paid = resolveEmbedderSpec(opts.embedder).kind === "openai";
         // --max-usd caps this stage's spend; paid vectors are kept so a rerun (after a kill) pays nothing twice
         const ledger = paid ? await BudgetLedger.open(join(dir, "ledger.jsonl"), opts.maxUsd, { capStage: "validate" }) : undefined;
@@ -136,6 +171,14 @@ export function registerValidate(program: Command): void {
             },
           });
           bar?.stop();
+          let judgeLine: string | undefined;
+          if (judge !== "embedder") {
+            const j = await runJudges(dir, judge, opts);
+            const a = j.agreement;
+            summary.counts = (JSON.parse(readFileSync(join(dir, "validation.json"), "utf8")) as typeof summary).counts;
+            const agree = a.judges.flatMap((x, i) => a.judges.slice(i + 1).map((y, k) => `${x}~${y} ${a.matrix[i]![i + 1 + k] ?? "–"}`)).join(", ");
+            judgeLine = `judges (${judge}): ${j.counts.judged} chains judged, ${j.counts.llm_judged} by the LLM ($${j.llm_usd.toFixed(6)}${j.counts.llm_skipped_budget ? `, ${j.counts.llm_skipped_budget} skipped at the cap` : ""}), ${j.counts.rejected_by_judge} rejected by a judge; agreement ${agree}`;
+          }
           const c = summary.counts;
           const top = Object.entries(summary.reasons)
             .sort((a, b) => b[1].chains - a[1].chains)
@@ -148,6 +191,7 @@ export function registerValidate(program: Command): void {
             `Spearman (kept) median ${summary.spearman.kept.median ?? "–"}; cost per kept chain ${summary.cost.usd_per_kept_chain === null ? "–" : "$" + summary.cost.usd_per_kept_chain.toPrecision(3)} (${summary.cost.source})`,
             `wrote ${join(dir, "validated.jsonl")}, accepted.jsonl, validation.json`,
           ];
+          if (judgeLine) lines.splice(1, 0, judgeLine);
           if (opts.report) {
             const { path } = await writeReport(dir);
             lines.push(`report: ${path}`);
@@ -184,6 +228,44 @@ export function registerValidate(program: Command): void {
     );
 }
 
+/** The judging pass after the gate (--judge cross-encoder | llm | cascade). */
+async function runJudges(dir: string, mode: Exclude<JudgeMode, "embedder">, opts: ValidateFlags) {
+  const { CrossEncoder, createLlmReranker } = await import("../rerank/index.ts");
+  const { judgeRun } = await import("../validate/judges.ts");
+  const ce = mode !== "llm" ? await CrossEncoder.load(opts.crossEncoder!) : undefined;
+  const llm =
+    mode !== "cross-encoder"
+      ? await createLlmReranker({
+          provider: opts.judgeProvider as "local",
+          model: opts.judgeModel ?? (opts.judgeProvider === "local" ? "default" : ""),
+          baseUrl: opts.judgeBaseUrl,
+          maxUsd: opts.judgeMaxUsd,
+          ledgerPath: join(dir, "ledger.jsonl"),
+          prices: opts.prices,
+          width: opts.judgeWindow,
+          step: opts.judgeStep,
+          gpu: "auto",
+        })
+      : undefined;
+  try {
+    return await judgeRun({
+      runDir: dir,
+      mode,
+      crossEncoder: ce,
+      llm: llm?.reranker,
+      llmLedger: llm?.ledger,
+      thresholds: {
+        ...(opts.judgeMinKendall !== undefined ? { minKendall: opts.judgeMinKendall } : {}),
+        ...(opts.judgeMargin !== undefined ? { margin: opts.judgeMargin } : {}),
+      },
+    });
+  } finally {
+    await ce?.dispose();
+    await llm?.reranker.dispose();
+    await llm?.ledger.close();
+  }
+}
+
 function validateExitSummary(dir: string, error: unknown, totals: LedgerTotals | undefined, capUsd: number | undefined) {
   const code = exitCodeFor(error);
   return {
@@ -196,16 +278,4 @@ function validateExitSummary(dir: string, error: unknown, totals: LedgerTotals |
     cap_usd: capUsd ?? null,
     reason: error instanceof Error ? error.message : String(error),
   };
-}
-
-/** run.json's totals.by_stage follow the ledger after a paid validate (totals.usd stays generation's spend). */
-function recordStageSpend(dir: string, totals: LedgerTotals): void {
-  const path = join(dir, "run.json");
-  const run = readJsonObjectIfPresent(path);
-  if (!run || typeof run.totals !== "object" || run.totals === null) return;
-  const byStage = Object.fromEntries(Object.entries(totals.byStage).map(([k, v]) => [k, { ...v, usd: Math.round(v.usd * 1e9) / 1e9 }]));
-  const next = { ...run, totals: { ...(run.totals as Record<string, unknown>), by_stage: byStage } };
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(next, null, 2) + "\n");
-  renameSync(tmp, path);
 }

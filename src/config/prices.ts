@@ -123,3 +123,14 @@ export function costUsd(price: ModelPrice, input: number, output: number, cached
   const uncached = Math.max(0, input - cachedInput);
   return (uncached * price.input + cachedInput * cachedPrice + output * price.output) / 1e6;
 }
+
+/** OpenAI's Batch API and Anthropic's Message Batches both bill 50% of the online price. */
+export const BATCH_PRICE_FACTOR = 0.5;
+
+export function batchPrice(price: ModelPrice): ModelPrice {
+  return {
+    input: price.input * BATCH_PRICE_FACTOR,
+    output: price.output * BATCH_PRICE_FACTOR,
+    ...(price.cached_input !== undefined ? { cached_input: price.cached_input * BATCH_PRICE_FACTOR } : {}),
+  };
+}

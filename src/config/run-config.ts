@@ -7,7 +7,21 @@ export const GenerateConfigSchema = z
     out: z.string().min(1),
     provider: z.enum(["openai", "anthropic", "openai-compatible", "local"]),
     model: z.string().min(1),
-    baseUrl: z.string().url().optional(),
+    /** One base URL, or a comma-separated farm of OpenAI-compatible servers (least-outstanding routing). */
+    baseUrl: z
+      .string()
+      .optional()
+      .refine((v) => v === undefined || splitBaseUrls(v).every(isHttpUrl), { message: "expects http(s) URLs, comma-separated for a farm" }),
+    /** "i/n": generate only the seeds whose text hashes to shard i of n (0-based). */
+    shard: z.string().regex(/^\d+\/\d+$/, "expects i/n, e.g. 0/4").optional(),
+    /** online: one request per call; batch: the provider's batch API (half price, asynchronous). */
+    mode: z.enum(["online", "batch"]).default("online"),
+    /** A shared ledger: postgres://… (else the run's ledger.jsonl). Never written to run.json with its password. */
+    ledger: z.string().regex(/^postgres(ql)?:\/\//, "expects a postgres:// URL").optional(),
+    /** The shared budget's id: every process naming it shares one cap. */
+    budgetId: z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/, "expects 1-128 characters of A-Z a-z 0-9 _ . : -").default("default"),
+    /** Seconds between batch status polls. */
+    pollSeconds: z.number().min(0.01).max(3600).default(30),
     steps: z.number().int().min(1).max(64).default(8),
     steering: z.enum(["stepwise", "ladder", "cfg"]).default("stepwise"),
     guidance: z.number().min(0).max(20).default(1.5),
@@ -41,6 +55,19 @@ export const GenerateConfigSchema = z
     maxConnectionFailures: z.number().int().min(1).max(1000).default(5),
   })
   .superRefine((c, ctx) => {
+    if (c.mode === "batch" && c.provider !== "openai" && c.provider !== "anthropic") {
+      ctx.addIssue({ code: "custom", path: ["mode"], message: `batch needs --provider openai or anthropic (their batch APIs), not ${c.provider}` });
+    }
+    if (c.mode === "batch" && c.steering === "cfg") {
+      ctx.addIssue({ code: "custom", path: ["mode"], message: "batch works with --steering stepwise or ladder" });
+    }
+    if (c.shard !== undefined) {
+      const [i, n] = c.shard.split("/").map(Number) as [number, number];
+      if (n < 1 || i >= n) ctx.addIssue({ code: "custom", path: ["shard"], message: `expects i/n with 0 ≤ i < n (0-based), got ${c.shard}` });
+    }
+    if (c.baseUrl !== undefined && splitBaseUrls(c.baseUrl).length > 1 && c.provider !== "openai-compatible") {
+      ctx.addIssue({ code: "custom", path: ["baseUrl"], message: "several URLs (a farm) need --provider openai-compatible" });
+    }
     if (c.provider === "openai-compatible" && !c.baseUrl && !process.env.OPENAI_BASE_URL) {
       ctx.addIssue({ code: "custom", path: ["baseUrl"], message: "openai-compatible needs --base-url (or OPENAI_BASE_URL)" });
     }
@@ -69,3 +96,17 @@ export const GenerateConfigSchema = z
     }
   });
 export type GenerateConfig = z.infer<typeof GenerateConfigSchema>;
+
+/** "URL1, URL2" → ["URL1", "URL2"] (empty parts dropped). */
+export function splitBaseUrls(v: string): string[] {
+  return v.split(",").map((s) => s.trim()).filter((s) => s !== "");
+}
+
+function isHttpUrl(v: string): boolean {
+  try {
+    const u = new URL(v);
+    return u.protocol === "http:" || u.protocol === "https:";
+  } catch {
+    return false;
+  }
+}

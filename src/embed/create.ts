@@ -47,6 +47,8 @@ export interface CreateEmbedderOptions extends OnnxEmbedderOptions {
   sleep?: (ms: number) => Promise<void>;
   /** Paid vectors already bought are read from / appended to this JSONL file (OpenAI backend). */
   cachePath?: string;
+  /** Ledger stage of the spend (default "validate"; `mine` passes "mine"). */
+  stage?: string;
 }
 
 const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
@@ -101,6 +103,7 @@ export async function createEmbedder(spec: string | undefined, options: CreateEm
         ...(options.maxRetries !== undefined ? { maxRetries: options.maxRetries } : {}),
         ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
         ...(options.cachePath !== undefined ? { cachePath: options.cachePath } : {}),
+        ...(options.stage !== undefined ? { stage: options.stage } : {}),
         ...(options.sleep !== undefined ? { sleep: options.sleep } : {}),
       });
     case "registry":

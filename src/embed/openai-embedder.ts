@@ -10,6 +10,7 @@ import { loadApiKey, redactSecrets, redactUrl } from "../config/env.ts";
 import { costUsd, DEFAULT_PRICES, resolvePrice, type ModelPrice, type PriceTable } from "../config/prices.ts";
 import { ConfigError, ProviderCallError, RankchainError } from "../errors.ts";
 import { registryEntry } from "./registry.ts";
+import { checkBaseUrlCredentials, splitBaseUrl } from "../llm/openai/openai-chat-model.ts";
 import type { Embedder, EmbedderInfo } from "./types.ts";
 
 /**
@@ -82,9 +83,14 @@ export class OpenAIEmbedder implements Embedder {
   constructor(private readonly opts: OpenAIEmbedderOptions) {
     this.apiKey = loadApiKey({ apiKey: opts.apiKey, envVar: "OPENAI_API_KEY", option: "an apiKey option", provider: "the OpenAI embedder" });
     const baseURL = opts.baseURL ?? (process.env.OPENAI_BASE_URL || undefined);
+    // same base-URL rules as the chat adapter: user:password@ refused (fetch will not send it),
+    // query parameters sent on every request through defaultQuery
+    checkBaseUrlCredentials(baseURL, "the OpenAI embedder");
+    const base = baseURL ? splitBaseUrl(baseURL) : undefined;
     this.client = new OpenAI({
       apiKey: this.apiKey,
-      ...(baseURL ? { baseURL } : {}),
+      ...(base ? { baseURL: base.baseURL } : {}),
+      ...(base?.query ? { defaultQuery: base.query } : {}),
       ...(opts.fetch ? { fetch: opts.fetch } : {}),
       maxRetries: 0,
       ...(opts.timeoutMs !== undefined ? { timeout: opts.timeoutMs } : {}),

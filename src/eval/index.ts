@@ -110,8 +110,17 @@ export async function runEval(
     ...(given.chains !== undefined ? { chains: userPath(given.chains) } : {}),
     ...(given.data !== undefined ? { data: userPath(given.data) } : {}),
     ...(given.out !== undefined ? { out: userPath(given.out) } : {}),
+    ...(given.rerank !== undefined ? { rerank: userPath(given.rerank) } : {}),
   };
   if (!existsSync(opts.sts)) throw new ConfigError("no such STS file", { location: { file: given.sts } });
+  for (const [flag, ref, raw] of [["--model", opts.model, given.model], ["--baseline", opts.baseline, given.baseline]] as const) {
+    // a path that does not exist is a typo, not a hub id: say so before Python loads anything
+    if (ref !== undefined && raw !== undefined && ref !== raw && !existsSync(ref)) throw new ConfigError(`${flag}: no such model directory`, { location: { file: raw } });
+  }
+  if (opts.chains !== undefined && !existsSync(opts.chains)) throw new ConfigError("--chains: no such file or run directory", { location: { file: given.chains! } });
+  if (opts.device !== undefined && !/^(auto|cpu|mps|cuda(:\d+)?)$/.test(opts.device)) {
+    throw new ConfigError(`--device expects auto, cpu, mps, cuda or cuda:N, got "${opts.device}"`);
+  }
   if (opts.data && !(existsSync(opts.data) && statSync(opts.data).isDirectory())) {
     throw new ConfigError("--data must be a run directory", { location: { file: given.data! } });
   }
@@ -153,3 +162,4 @@ export async function runEval(
   }
   return { exitCode: result.exitCode, outPath, copiedTo, document, error: result.error, stderrTail: result.stderrTail };
 }
+export { evaluateRerankers, formatRerankTable, RERANKER_NAMES, type RerankerName, type RerankRow, type RerankEvaluation, type EvaluateRerankersOptions } from "./rerankers.ts";

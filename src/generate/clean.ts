@@ -63,7 +63,9 @@ export function stripMarkupDebris(text: string, earlier: readonly string[], fixe
     t = next;
     if (!fixes.includes("decoded html escapes")) fixes.push("decoded html escapes");
   }
-  const stripped = t.replace(TAG, (tag) => (before.includes(tag) ? tag : " "));
+  // a delimiter the model garbled ("<sentenceAddRewrit…", maybe unclosed): the fragment up to a space or ">" goes
+  const unclosed = t.replace(TAG, (tag) => (before.includes(tag) ? tag : " ")).replace(/<\s*\/?\s*sentence[^\s<>]*>?/gi, (frag) => (before.includes(frag) ? frag : " "));
+  const stripped = unclosed;
   if (stripped !== t) {
     t = stripped.replace(/\s+([.,;:!?])/g, "$1").replace(/\s{2,}/g, " ").trim();
     fixes.push("removed markup");

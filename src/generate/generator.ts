@@ -1,4 +1,4 @@
-import { BudgetExceededError, ProviderCallError, RankchainError, RetryError } from "../errors.ts";
+import { BudgetExceededError, ProviderCallError, RankchainError, RetryError, PendingAtProviderError } from "../errors.ts";
 import type { Ledger } from "../budget/types.ts";
 import { countQuality, settleFailure } from "../budget/billing.ts";
 import type { ModelPrice } from "../config/prices.ts";
@@ -501,18 +501,24 @@ export class ChainGenerator {
         });
         // Waits for calls in flight to settle when the worst case does not fit yet; throws
         // BudgetExceededError only when nothing is in flight and it still does not fit.
-        const reservation = await this.o.ledger.reserve({
-          stage: "generate",
-          model: `${this.o.model.provider}/${this.o.model.modelId}`,
-          chainId: ctx.chainId,
-          inputTokens: counted.tokens,
-          maxOutputTokens: maxOut,
-          count: countQuality(counted),
-          price: this.o.price,
-          signal: this.o.abortSignal,
-        });
+        // A call an earlier process submitted in a batch that is still pending keeps its reservation.
+        const adopted = this.o.ledger.adopt?.(key, this.o.price);
+        const reservation =
+          adopted ??
+          (await this.o.ledger.reserve({
+            stage: "generate",
+            model: `${this.o.model.provider}/${this.o.model.modelId}`,
+            chainId: ctx.chainId,
+            inputTokens: counted.tokens,
+            maxOutputTokens: maxOut,
+            count: countQuality(counted),
+            price: this.o.price,
+            signal: this.o.abortSignal,
+            key,
+          }));
         if (this.stopping) {
-          await this.o.ledger.release(reservation, "run stopping; not sent");
+          // an adopted reservation belongs to a batch still at the provider: it stays open
+          if (!adopted) await this.o.ledger.release(reservation, "run stopping; not sent");
           throw new StopSignal("stopping");
         }
         let result: GenerateResult;
@@ -527,9 +533,12 @@ export class ChainGenerator {
           result =
             planned.kind === "guided"
               ? await this.o.model.generateGuided!({ ...planned.req, abortSignal: callAbort.signal, timeoutMs: this.o.timeoutMs })
-              : await this.o.model.generate({ ...planned.req, abortSignal: callAbort.signal, timeoutMs: this.o.timeoutMs });
+              : await this.o.model.generate({ ...planned.req, abortSignal: callAbort.signal, timeoutMs: this.o.timeoutMs, callKey: key });
           this.noteConnection(undefined);
         } catch (error) {
+          // Still pending at the provider (an aborted wait on a batch): the reservation stays open
+          // and --resume collects the result.
+          if (error instanceof PendingAtProviderError) throw error;
           this.noteConnection(error);
           // Any 2xx answer is charged (worst case when its usage cannot be read); an HTTP error answer
           // and an attempt that never reached the provider are released; a timeout, reset or abort

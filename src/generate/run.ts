@@ -1,9 +1,12 @@
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
-import { BudgetLedger } from "../budget/ledger.ts";
+import { BudgetLedger, type Ledger } from "../budget/ledger.ts";
+import { PgLedger } from "../budget/pg-ledger.ts";
 import type { StageTotals } from "../budget/types.ts";
 import { BudgetExceededError, InterruptedError, NoUsableChainsError, ProviderUnreachableError, RankchainError } from "../errors.ts";
-import { loadPriceTable, resolvePrice, type ModelPrice } from "../config/prices.ts";
+import { batchPrice, loadPriceTable, resolvePrice, type ModelPrice } from "../config/prices.ts";
+import { AnthropicBatchClient, OpenAIBatchClient } from "../llm/batch/index.ts";
+import { BatchModel, type BatchProgress } from "./batch-model.ts";
 import { PROJECT_ROOT } from "../config/paths.ts";
 import { redactUrl } from "../config/env.ts";
 import type { GenerateConfig } from "../config/run-config.ts";
@@ -15,6 +18,7 @@ import { loadPromptTemplate, type PromptTemplate } from "../steering/prompt-temp
 import { ChainGenerator, type CfgStepBuilder, type StructuredOutputRecord } from "./generator.ts";
 import { STRUCTURED_OUTPUT_MODES, type StructuredOutputMode } from "../llm/types.ts";
 import { readSeeds, type SeedFile } from "./seeds.ts";
+import { formatShard, inShard, parseShard } from "./shard.ts";
 
 export interface GenerateHooks {
   /** Called once before generation starts (seeds read, run dir ready). */
@@ -24,6 +28,11 @@ export interface GenerateHooks {
   onChainFailed?: (info: { id: string; line: number; error: unknown }) => void;
   /** Inject a model (tests, bench); default builds one from the config. */
   model?: LanguageModel;
+  /** --mode batch: each status poll of a batch, and each submission. */
+  onBatchProgress?: (p: BatchProgress) => void;
+  onBatchSubmit?: (info: { id: string; requests: number }) => void;
+  /** --mode batch: quiet time before an incomplete wave is submitted anyway (default 2 s). */
+  batchGatherMs?: number;
   /** Signals: first abort drains (no new calls), second aborts calls in flight. */
   drainSignal?: AbortSignal;
   abortSignal?: AbortSignal;
@@ -52,10 +61,12 @@ async function loadCfgBuilder(version: number | undefined): Promise<{ builder: C
 export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks = {}): Promise<GenerateSummary> {
   const started = Date.now();
   const seedFile = readSeeds(config.input, { maxChars: config.maxSeedChars });
-  const seeds = config.limit !== undefined ? seedFile.seeds.slice(0, config.limit) : seedFile.seeds;
+  const limited = config.limit !== undefined ? seedFile.seeds.slice(0, config.limit) : seedFile.seeds;
+  const shard = config.shard !== undefined ? parseShard(config.shard) : undefined;
+  const seeds = limited.filter((s) => inShard(s.text, shard));
 
   const table = loadPriceTable(config.prices);
-  const price: ModelPrice | undefined = resolvePrice({
+  const listPrice: ModelPrice | undefined = resolvePrice({
     table,
     provider: config.provider,
     model: config.model,
@@ -63,6 +74,8 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     priceOutput: config.priceOutput,
     required: config.maxUsd !== undefined,
   });
+  // Batch APIs bill about half the online price; the ledger charges (and reserves) what is billed.
+  const price = listPrice && config.mode === "batch" ? batchPrice(listPrice) : listPrice;
 
   let template: PromptTemplate;
   let cfgBuilder: CfgStepBuilder | undefined;
@@ -91,14 +104,46 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     temperature: config.temperature,
     seed: config.seed ?? null,
     max_seed_chars: config.maxSeedChars,
+    // merge compares fingerprints without this field: shards of one run differ only here
+    shard: shard ? formatShard(shard) : null,
+    ...(config.mode === "batch" ? { mode: "batch" } : {}),
     // only when not the default, so runs made before these settings existed still resume
     ...(config.oversample !== 1 ? { oversample: config.oversample } : {}),
     ...(config.stepRetries !== 2 ? { step_retries: config.stepRetries } : {}),
     ...(!config.driftRules ? { drift_rules: false } : {}),
   };
   const state = await openRunDir({ dir: config.out, resume: config.resume, fingerprint });
-  const model = hooks.model ?? (await createLanguageModel(config));
-  const ledger = await BudgetLedger.open(join(config.out, RUN_FILES.ledger), config.maxUsd);
+  const online = hooks.model ?? (await createLanguageModel(config));
+  let batchModel: BatchModel | undefined;
+  if (config.mode === "batch") {
+    const settings = { model: config.model, baseURL: config.baseUrl, timeoutMs: config.timeoutMs };
+    const client = config.provider === "anthropic" ? new AnthropicBatchClient(settings) : new OpenAIBatchClient(settings);
+    batchModel = await BatchModel.open(online, client, join(config.out, RUN_FILES.batches), {
+      pollMs: config.pollSeconds * 1000,
+      gatherMs: hooks.batchGatherMs ?? 2000,
+      onProgress: hooks.onBatchProgress,
+      onSubmit: hooks.onBatchSubmit,
+    });
+  }
+  const model: LanguageModel = batchModel ?? online;
+  const pendingAtProvider = batchModel?.pendingKeys();
+  const ledger: Ledger = config.ledger
+    ? await PgLedger.open({
+        url: config.ledger,
+        budgetId: config.budgetId,
+        capUsd: config.maxUsd,
+        mirrorPath: join(config.out, RUN_FILES.ledger),
+        // a batch's requests stay reserved while the provider holds them (the 24 h window), so a
+        // killed batch process's reservations wait for its --resume instead of being settled
+        ...(config.mode === "batch"
+          ? { leaseMs: 25 * 3600_000, keepOpen: (key: string) => pendingAtProvider !== undefined && pendingAtProvider.has(key) && !state.responses.has(key) }
+          : {}),
+      })
+    : await BudgetLedger.open(join(config.out, RUN_FILES.ledger), config.maxUsd, {
+        // calls an earlier process submitted in a batch still running keep their reservation
+        keepOpen: (key) => pendingAtProvider !== undefined && pendingAtProvider.has(key) && !state.responses.has(key),
+        ...(config.mode === "batch" ? { firstCallAlone: false } : {}),
+      });
   const { chains, responses } = await openAppenders(config.out);
 
   const remaining = seeds.filter((s) => !state.completed.has(s.id));
@@ -129,7 +174,7 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
       fingerprint,
       fingerprint_hash: hashJson(fingerprint).slice(0, 16),
       // keys never enter the config: they are read from the environment at request time
-      config: { ...config, ...(config.baseUrl ? { baseUrl: redactUrl(config.baseUrl) } : {}), resolved_prompt: `${template.name}.v${template.version}` },
+      config: { ...config, ...(config.baseUrl ? { baseUrl: redactUrl(config.baseUrl) } : {}), ...(config.ledger ? { ledger: redactUrl(config.ledger) } : {}), resolved_prompt: `${template.name}.v${template.version}` },
       totals: {
         seeds: seeds.length,
         chains_done: done,
@@ -152,9 +197,11 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
       },
       warnings: generatorWarnings,
       versions: { node: process.version, rankchain: VERSION },
-      ...(price ? { price: { ...price, table_as_of: table.as_of, unit: "USD per million tokens" } } : {}),
+      ...(price ? { price: { ...price, table_as_of: table.as_of, unit: "USD per million tokens", ...(config.mode === "batch" ? { batch: true, list_price: listPrice } : {}) } } : {}),
+      ...(batchModel ? { batches_submitted: batchModel.batchesSubmitted() } : {}),
       input: { path: config.input, seeds_in_file: seedFile.seeds.length, duplicates: seedFile.duplicates.length, blank_lines: seedFile.blankLines },
       ...(outcomeFailed.length ? { failed_chains: outcomeFailed } : {}),
+      ...(model.serverStats ? { servers: model.serverStats().map(({ outstanding: _o, ...s }) => s) } : {}),
       ...(structuredOutput ? { structured_output: structuredOutput } : {}),
       ...(message ? { message } : {}),
     };
@@ -180,7 +227,8 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     oversample: config.oversample,
     stepRetries: config.stepRetries,
     driftRules: config.driftRules,
-    concurrency: config.concurrency,
+    // batch mode: every chain at once, so each step wave gathers into one batch
+    concurrency: config.mode === "batch" ? Math.max(1, Math.min(remaining.length, 50_000)) : config.concurrency,
     price,
     ledger,
     chainsOut: chains,
@@ -194,8 +242,12 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     drainSignal: hooks.drainSignal,
     abortSignal: hooks.abortSignal,
     onRetry: hooks.onRetry,
-    onChainFailed: hooks.onChainFailed,
+    onChainFailed: (info) => {
+      batchModel?.callerDone();
+      hooks.onChainFailed?.(info);
+    },
     onChainDone: (record) => {
+      batchModel?.callerDone();
       done++;
       stepCount += record.steps.length;
       if (record.truncated) truncated++;
@@ -208,6 +260,7 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
   let message: string | undefined;
   let outcome: Awaited<ReturnType<ChainGenerator["run"]>> | undefined;
   try {
+    batchModel?.setExpectedCallers(remaining.length);
     outcome = await generator.run(remaining);
     outcomeFailed = outcome.failed;
     if (outcome.structuredOutput) {

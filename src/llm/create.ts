@@ -1,6 +1,7 @@
 import type { GenerateConfig } from "../config/run-config.ts";
 import { loadApiKey } from "../config/env.ts";
 import type { LanguageModel } from "./types.ts";
+import { splitBaseUrls } from "../config/run-config.ts";
 
 /**
  * Builds the configured provider's adapter. Keys are checked here, before anything is spent, so a
@@ -22,8 +23,10 @@ export async function createLanguageModel(
       return createAnthropicModel({ model: config.model, baseURL: config.baseUrl, timeoutMs: config.timeoutMs });
     }
     case "openai-compatible": {
-      const { createOpenAICompatibleModel } = await import("./openai/index.ts");
+      const { createOpenAICompatibleModel, ServerFarmModel } = await import("./openai/index.ts");
       const baseURL = config.baseUrl ?? process.env.OPENAI_BASE_URL ?? "";
+      const urls = splitBaseUrls(baseURL);
+      if (urls.length > 1) return new ServerFarmModel(urls, { model: config.model, timeoutMs: config.timeoutMs });
       return createOpenAICompatibleModel({ model: config.model, baseURL, timeoutMs: config.timeoutMs });
     }
     case "local": {

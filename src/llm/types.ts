@@ -64,6 +64,8 @@ export interface GenerateRequest {
   abortSignal?: AbortSignal | undefined;
   /** Per-request timeout in ms (adapters pass it to the SDK). */
   timeoutMs?: number | undefined;
+  /** The orchestrator's key for this call (responses.jsonl); batch mode uses it as the custom_id. */
+  callKey?: string | undefined;
 }
 
 /**
@@ -134,6 +136,19 @@ export interface LanguageModel {
     options?: { responseFormat?: JsonResponseFormat | undefined },
   ): Promise<TokenCount>;
   dispose?(): Promise<void>;
+  /** A model that routes over several servers (a farm) reports one line per server. */
+  serverStats?(): ServerStats[];
+}
+
+export interface ServerStats {
+  url: string;
+  requests: number;
+  ok: number;
+  failed: number;
+  downs: number;
+  healthy: boolean;
+  outstanding: number;
+  healthChecks: number;
 }
 
 export const emptyUsage = (): LanguageModelUsage => ({

@@ -1,3 +1,4 @@
+import { existsSync, statSync } from "node:fs";
 import { ConfigError } from "../errors.ts";
 import { pythonExecutable, userPath, userPathOrId } from "../config/paths.ts";
 import { checkPythonSide, runPythonModule, type PythonEvent, type RunPythonResult } from "./python.ts";
@@ -12,6 +13,10 @@ export interface PosttrainOptions {
   out: string;
   loss?: string;
   teacher?: string;
+  /** Train a cross-encoder (one-label head on baseModel) instead of an embedder. */
+  crossEncoder?: boolean;
+  /** Cross-encoder directory for --loss distill. */
+  crossEncoderTeacher?: string;
   device?: "auto" | "cuda" | "cpu";
   precision?: "auto" | "fp32" | "fp16" | "bf16";
   epochs?: number;
@@ -27,6 +32,8 @@ export interface PosttrainOptions {
   /** Cache the frozen teacher's embeddings across epochs when they fit in this many MB (0 = off; default 4096). */
   teacherCacheMb?: number;
   evalSts?: string;
+  select?: "auto" | "heldout-chains" | "sts" | "last";
+  control?: "none" | "shuffled";
   evalEvery?: number;
   checkpointEvery?: number;
   holdoutFraction?: number;
@@ -52,6 +59,7 @@ const FLAGS: Array<[keyof PosttrainOptions, string]> = [
   ["out", "--out"],
   ["loss", "--loss"],
   ["teacher", "--teacher"],
+  ["crossEncoderTeacher", "--cross-encoder-teacher"],
   ["device", "--device"],
   ["precision", "--precision"],
   ["epochs", "--epochs"],
@@ -66,6 +74,8 @@ const FLAGS: Array<[keyof PosttrainOptions, string]> = [
   ["encodeChunk", "--encode-chunk"],
   ["teacherCacheMb", "--teacher-cache-mb"],
   ["evalSts", "--eval-sts"],
+  ["select", "--select"],
+  ["control", "--control"],
   ["evalEvery", "--eval-every"],
   ["checkpointEvery", "--checkpoint-every"],
   ["holdoutFraction", "--holdout-fraction"],
@@ -83,6 +93,7 @@ const SWITCHES: Array<[keyof PosttrainOptions, string]> = [
   ["gradientCheckpointing", "--gradient-checkpointing"],
   ["allowUnvalidated", "--allow-unvalidated"],
   ["noExport", "--no-export"],
+  ["crossEncoder", "--cross-encoder"],
   ["corrector", "--corrector"],
 ];
 
@@ -132,12 +143,19 @@ export async function runPosttrain(opts: PosttrainOptions, hooks: PosttrainHooks
   if (!opts.data) throw new ConfigError("--data is required (a run directory with validated.jsonl, or a groups file from rankchain mine)");
   if (!opts.baseModel) throw new ConfigError("--base-model is required (a sentence-transformers or Hugging Face model dir)");
   if (!opts.out) throw new ConfigError("--out is required (where the post-trained model goes)");
+  const abs = absolutePaths(opts);
+  // checked before Python (and torch) load: a typo costs a second, not a minute
+  if (!existsSync(abs.data) || !statSync(abs.data).isDirectory()) throw new ConfigError("--data must be a run directory", { location: { file: opts.data } });
+  if (abs.evalSts !== undefined && !existsSync(abs.evalSts)) throw new ConfigError("--eval-sts: no such STS file", { location: { file: opts.evalSts! } });
+  for (const [flag, ref, raw] of [["--base-model", abs.baseModel, opts.baseModel], ["--teacher", abs.teacher, opts.teacher]] as const) {
+    if (ref !== undefined && raw !== undefined && ref !== raw && !existsSync(ref)) throw new ConfigError(`${flag}: no such model directory`, { location: { file: raw } });
+  }
   const python = hooks.python ?? pythonExecutable(hooks.env);
   checkPythonSide(python, hooks.env ?? process.env);
   const result = await runPythonModule({
     python,
     module: "rankchain_posttrain.train",
-    args: posttrainArgs(absolutePaths(opts)),
+    args: posttrainArgs(abs),
     ...(hooks.env ? { env: hooks.env } : {}),
     ...(hooks.onEvent ? { onEvent: hooks.onEvent } : {}),
     ...(hooks.onStderr ? { onStderr: hooks.onStderr } : {}),

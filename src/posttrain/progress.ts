@@ -86,11 +86,12 @@ export class TrainingProgressRenderer {
         break;
       }
       case "eval": {
-        const best = ev.best as { step: number; stsb_spearman: number } | undefined;
-        this.line(
-          `eval @ step ${ev.step}: STS Spearman ${Number(ev.stsb_spearman).toFixed(2)}` +
-            (best ? ` (best ${best.stsb_spearman.toFixed(2)} @ step ${best.step})` : ""),
-        );
+        const best = ev.best as { step: number; metric: string; value: number } | undefined | null;
+        const shown: string[] = [];
+        if (typeof ev.metric === "string" && typeof ev.value === "number") shown.push(`${ev.metric} ${ev.value.toFixed(2)} (selects)`);
+        if (typeof ev.stsb_spearman === "number" && ev.metric !== "stsb_spearman") shown.push(`STS Spearman ${ev.stsb_spearman.toFixed(2)} (monitored)`);
+        if (typeof ev.stsb_spearman === "number" && ev.metric === "stsb_spearman") shown[0] = `STS Spearman ${ev.stsb_spearman.toFixed(2)} (selects)`;
+        this.line(`eval @ step ${ev.step}: ${shown.join(", ")}` + (best ? ` (best ${best.value.toFixed(2)} @ step ${best.step})` : ""));
         break;
       }
       case "export":

@@ -41,6 +41,34 @@ export interface EvalData {
   metrics: EvalMetric[];
   usd: number | null;
   usd_per_point: number | null;
+  /** eval --rerank --rerankers: one row per reranker and depth (src/rerank/evaluate.ts). */
+  rerank: { file: string; queries: number; rows: RerankReportRow[] } | null;
+}
+
+export interface RerankReportRow {
+  reranker: string;
+  id: string;
+  depth: number | null;
+  queries: number;
+  ndcg10: number | null;
+  map: number | null;
+  mrr10: number | null;
+  usd_per_query: number | null;
+  ms_per_query: number | null;
+  incomplete: boolean;
+}
+
+/** validate --judge: the judges' agreement (src/validate/judges.ts), read leniently. */
+export interface JudgeReport {
+  mode: string;
+  judges: string[];
+  ids: Record<string, string>;
+  matrix: (number | null)[][];
+  n: number[][];
+  counts: Record<string, number>;
+  llm_usd: number | null;
+  llm_cap_usd: number | null;
+  per_judge: Record<string, { chains: number; in_order_rate: number | null; mean_kendall: number | null }>;
 }
 
 export interface ReportData {
@@ -59,6 +87,7 @@ export interface ReportData {
   best: ExampleChain[];
   worst: ExampleChain[];
   eval: EvalData | null;
+  judges: JudgeReport | null;
   /** mine.json, when `rankchain mine` ran on this run. */
   mine?: MineReportData | null;
 }
@@ -123,11 +152,64 @@ export function readEval(runDir: string): EvalData | null {
       });
     }
   }
+  let rerank: EvalData["rerank"] = null;
+  const rr = d.rerank as Record<string, unknown> | undefined;
+  if (rr && typeof rr === "object" && Array.isArray(rr.rows)) {
+    const rows: RerankReportRow[] = [];
+    for (const x of rr.rows) {
+      if (!x || typeof x !== "object") continue;
+      const r = x as Record<string, unknown>;
+      rows.push({
+        reranker: typeof r.reranker === "string" ? r.reranker : "?",
+        id: typeof r.id === "string" ? r.id : "",
+        depth: num(r.depth),
+        queries: num(r.queries) ?? 0,
+        ndcg10: num(r["ndcg@10"]),
+        map: num(r.map),
+        mrr10: num(r["mrr@10"]),
+        usd_per_query: num(r.usd_per_query),
+        ms_per_query: num(r.ms_per_query),
+        incomplete: r.incomplete !== undefined,
+      });
+    }
+    rerank = { file: typeof rr.file === "string" ? rr.file : "", queries: num(rr.queries) ?? 0, rows };
+  }
   return {
     primary_metric: typeof d.primary_metric === "string" ? d.primary_metric : null,
     metrics,
     usd: num(d.usd),
     usd_per_point: num(d.usd_per_point),
+    rerank,
+  };
+}
+
+/** The judges section of validation.json, tolerating missing or odd fields. */
+export function readJudges(summary: Record<string, unknown> | null): JudgeReport | null {
+  const j = summary?.judges as Record<string, unknown> | undefined;
+  if (!j || typeof j !== "object") return null;
+  const a = (j.agreement ?? {}) as Record<string, unknown>;
+  const judges = Array.isArray(a.judges) ? a.judges.filter((x): x is string => typeof x === "string") : [];
+  const grid = (v: unknown): (number | null)[][] => (Array.isArray(v) ? v.map((row) => (Array.isArray(row) ? row.map((c) => num(c)) : [])) : []);
+  const counts: Record<string, number> = {};
+  if (j.counts && typeof j.counts === "object") for (const [k, v] of Object.entries(j.counts)) if (typeof v === "number") counts[k] = v;
+  const perJudge: JudgeReport["per_judge"] = {};
+  if (j.per_judge && typeof j.per_judge === "object") {
+    for (const [k, v] of Object.entries(j.per_judge as Record<string, Record<string, unknown>>)) {
+      perJudge[k] = { chains: num(v?.chains) ?? 0, in_order_rate: num(v?.in_order_rate), mean_kendall: num(v?.mean_kendall) };
+    }
+  }
+  const ids: Record<string, string> = {};
+  if (j.judges && typeof j.judges === "object") for (const [k, v] of Object.entries(j.judges)) if (typeof v === "string") ids[k] = v;
+  return {
+    mode: typeof j.mode === "string" ? j.mode : "?",
+    judges,
+    ids,
+    matrix: grid(a.matrix),
+    n: grid(a.n).map((row) => row.map((c) => c ?? 0)),
+    counts,
+    llm_usd: num(j.llm_usd),
+    llm_cap_usd: num(j.llm_cap_usd),
+    per_judge: perJudge,
   };
 }
 
@@ -236,6 +318,7 @@ export async function collectReportData(runDir: string): Promise<ReportData> {
     best: best.values(),
     worst: worst.values(),
     eval: readEval(runDir),
+    judges: readJudges(summary),
     mine: readMine(runDir),
   };
 }

@@ -77,6 +77,40 @@ function evalHtml(d: ReportData): string {
 <p class="note">Total spend counted by eval: ${usd(e.usd)}${e.usd_per_point !== null ? ` · cost per point (from eval.json): ${usd(e.usd_per_point)}` : ""}. A point is 0.01 of a 0–1 metric (e.g. Spearman 0.80 → 0.81), or 1 of a metric reported on a 0–100 scale.</p></section>`;
 }
 
+function rerankHtml(d: ReportData): string {
+  const r = d.eval?.rerank;
+  if (!r || r.rows.length === 0) return "";
+  const rows = r.rows
+    .map(
+      (x) =>
+        `<tr title="${escapeHtml(x.id)}"><td>${escapeHtml(x.reranker)}</td><td class="num">${x.depth ?? "all"}</td><td class="num">${fmt(x.ndcg10, 4)}</td><td class="num">${fmt(x.map, 4)}</td><td class="num">${fmt(x.mrr10, 4)}</td><td class="num">${usd(x.usd_per_query)}</td><td class="num">${fmt(x.ms_per_query, 1)}</td><td class="num">${x.queries}${x.incomplete ? " (cap reached)" : ""}</td></tr>`,
+    )
+    .join("");
+  return `<section><h2>Rerankers side by side</h2>
+<table class="data"><thead><tr><th>reranker</th><th>depth</th><th>nDCG@10</th><th>MAP</th><th>MRR@10</th><th>USD / query</th><th>ms / query</th><th>queries</th></tr></thead><tbody>${rows}</tbody></table>
+<p class="note">${escapeHtml(r.file)}: ${r.queries} queries. Each reranker reorders the embedder's top <em>depth</em> candidates; cascade = cross-encoder, then the LLM over its top 20. Milliseconds are the reranker's own time.</p></section>`;
+}
+
+function judgesHtml(d: ReportData): string {
+  const j = d.judges;
+  if (!j || j.judges.length === 0) return "";
+  const head = j.judges.map((x) => `<th>${escapeHtml(x)}</th>`).join("");
+  const rows = j.judges
+    .map((a, i) => `<tr><td title="${escapeHtml(j.ids[a] ?? "")}">${escapeHtml(a)}</td>${j.judges.map((_, k) => `<td class="num">${fmt(j.matrix[i]?.[k] ?? null, 2)} <span class="note">(${j.n[i]?.[k] ?? 0})</span></td>`).join("")}</tr>`)
+    .join("");
+  const per = j.judges
+    .map((a) => {
+      const p = j.per_judge[a];
+      return p ? `<tr><td>${escapeHtml(a)}</td><td class="num">${p.chains}</td><td class="num">${fmt(p.in_order_rate, 3)}</td><td class="num">${fmt(p.mean_kendall, 3)}</td></tr>` : "";
+    })
+    .join("");
+  const c = j.counts;
+  return `<section><h2>Judges (${escapeHtml(j.mode)})</h2>
+<table class="data"><thead><tr><th>agreement</th>${head}</tr></thead><tbody>${rows}</tbody></table>
+<table class="data"><thead><tr><th>judge</th><th>chains</th><th>in order</th><th>mean Kendall</th></tr></thead><tbody>${per}</tbody></table>
+<p class="note">${c.judged ?? 0} kept chains judged; ${c.escalated ?? 0} escalated to the LLM, ${c.llm_judged ?? 0} judged by it (${usd(j.llm_usd)}${j.llm_cap_usd !== null ? ` of a ${usd(j.llm_cap_usd)} cap` : ""}${c.llm_skipped_budget ? `, ${c.llm_skipped_budget} left to the cross-encoder at the cap` : ""}); ${c.rejected_by_judge ?? 0} rejected by a judge. Agreement = share of chains (count in brackets) on which two judges give the same in-order verdict.</p></section>`;
+}
+
 /** Renders the report as one self-contained HTML document (chart.js inlined, no external requests). */
 export function renderReportHtml(d: ReportData): string {
   const c = d.counts;
@@ -148,7 +182,9 @@ ${notValidated}
 </div></section>
 <section><h2>Cost</h2><table class="kv">${costRows}</table>
 <p class="note">Generators: ${d.generators.map((g) => `${escapeHtml(g.name)} × ${g.chains}`).join(", ") || "–"}</p></section>
+${judgesHtml(d)}
 ${evalHtml(d)}
+${rerankHtml(d)}
 ${mineHtml(d.mine ?? null, escapeHtml)}
 <section><h2>Best chains</h2>${d.best.map(exampleHtml).join("") || '<p class="note">no kept chains with a defined Spearman</p>'}</section>
 <section><h2>Worst chains</h2>${worst.map(exampleHtml).join("") || '<p class="note">none besides the best ones</p>'}</section>

@@ -5,3 +5,4 @@ export { LlmListwiseReranker, type LlmListwiseOptions } from "./listwise.ts";
 export { EmbedderReranker } from "./embedder.ts";
 export { CrossEncoder, sigmoid, type CrossEncoderOptions } from "./cross-encoder.ts";
 export { PointwiseYesNoReranker, logSumExp } from "./pointwise.ts";
+export { createLlmReranker, type LlmJudgeSettings } from "./build.ts";

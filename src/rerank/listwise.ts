@@ -1,5 +1,5 @@
-import type { Ledger } from "../budget/types.ts";
 import { countQuality, settleFailure } from "../budget/billing.ts";
+import type { Ledger, LedgerStage } from "../budget/types.ts";
 import { costUsd, type ModelPrice } from "../config/prices.ts";
 import { DEFAULT_RETRY_POLICY, withRetries, type RetryPolicy } from "../generate/retry.ts";
 import type { GenerateResult, LanguageModel } from "../llm/types.ts";
@@ -12,6 +12,8 @@ export interface LlmListwiseOptions {
   model: LanguageModel;
   /** Every call reserves its worst case here first; a call that would cross the cap is not made. */
   ledger: Ledger;
+  /** Ledger stage the spend is booked under (default "judge"). */
+  stage?: LedgerStage;
   /** undefined = free (local models); a paid model with a cap needs a price (resolvePrice). */
   price: ModelPrice | undefined;
   width?: number;
@@ -86,7 +88,7 @@ export class LlmListwiseReranker implements Reranker {
       async () => {
         const counted = await model.countInputTokens(messages);
         const reservation = await ledger.reserve({
-          stage: "judge",
+          stage: this.o.stage ?? "judge",
           model: `${model.provider}/${model.modelId}`,
           chainId: options.chainId,
           inputTokens: counted.tokens,
@@ -99,14 +101,13 @@ export class LlmListwiseReranker implements Reranker {
         try {
           result = await model.generate({ messages, maxOutputTokens: maxOut, temperature: 0, abortSignal: options.abortSignal, timeoutMs: this.o.timeoutMs });
         } catch (error) {
-          // 2xx without readable usage charged at worst case; HTTP errors and never-sent attempts released
           await settleFailure(ledger, reservation, error);
           throw error;
         }
         const input = result.usage.inputTokens ?? reservation.inputTokens;
         const output = result.usage.outputTokens ?? reservation.maxOutputTokens;
-        const usd = price ? costUsd(price, input, output, result.usage.cachedInputTokens ?? 0) : 0;
         const estimated = result.usage.inputTokens === undefined || result.usage.outputTokens === undefined;
+        const usd = estimated ? reservation.usd : price ? costUsd(price, input, output, result.usage.cachedInputTokens ?? 0) : 0;
         await ledger.charge(reservation, {
           usd,
           inputTokens: input,

@@ -162,6 +162,7 @@ export async function extractSeeds(options: SeedsOptions): Promise<SeedsSummary>
   const totalBytes = files.reduce((s, f) => s + f.bytes, 0);
   options.onProgress?.({ phase: "list", files: files.length, bytes: totalBytes });
 
+  throwIfAborted(options.signal);
   mkdirSync(dirname(out), { recursive: true });
   const holdoutTmp = holdoutOut ? holdoutOut + ".partial" : null;
   if (holdoutOut) mkdirSync(dirname(holdoutOut), { recursive: true });
@@ -229,7 +230,12 @@ export async function extractSeeds(options: SeedsOptions): Promise<SeedsSummary>
     }
     if (holdoutStream) await close(holdoutStream);
   } catch (e) {
-    holdoutStream?.destroy();
+    if (holdoutStream) {
+      // let a pending open finish before removing the file, so nothing is left behind
+      const closed = new Promise<void>((r) => holdoutStream.once("close", () => r()));
+      holdoutStream.destroy();
+      await closed;
+    }
     if (holdoutTmp) rmSync(holdoutTmp, { force: true });
     throw e;
   }

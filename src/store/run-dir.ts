@@ -16,6 +16,8 @@ export const RUN_FILES = {
   chains: "chains.jsonl",
   ledger: "ledger.jsonl",
   responses: "responses.jsonl",
+  /** --mode batch: every batch submitted (before and after) and collected, for resume. */
+  batches: "batches.jsonl",
   validated: "validated.jsonl",
   validation: "validation.json",
   report: "report.html",

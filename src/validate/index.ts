@@ -8,3 +8,4 @@ export * from "./policy.ts";
 export * from "./holdout.ts";
 export * from "./cost.ts";
 export * from "./validator.ts";
+export * from "./judges.ts";

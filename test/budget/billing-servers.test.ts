@@ -68,6 +68,19 @@ describe("the ledger against billing servers", () => {
     console.log(`[over-billing c=16] cap $${cap} billed $${billed.toFixed(6)} overshoot ${(((billed - cap) / cap) * 100).toFixed(1)}% over-billed calls ${run.totals.over_billed.calls}`);
   });
 
+  it("over-billing that starts mid-run (after the ledger learned the model) overshoots by at most the 16 calls in flight", async () => {
+    const srv = await server({ hiddenPromptTokens: 2000, hiddenPromptFrom: 20 });
+    const dir = tmpDir();
+    const cap = 0.02;
+    const err = await runGenerate(base(srv, dir, writeSeeds(dir, seeds(40)), { steps: 3, concurrency: 16, maxUsd: cap, maxOutputTokens: 60 })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BudgetExceededError);
+    const billed = billedUsd(srv.billed);
+    expect(charged(join(dir, "run"))).toBeCloseTo(billed, 12);
+    const excess = srv.billed.filter((_, i) => i >= 20).length; // calls that carried the hidden prompt
+    expect(excess).toBeGreaterThan(0);
+    expect(billed).toBeLessThanOrEqual(cap + (16 * 2000 * PRICE.input) / 1e6);
+  });
+
   it("cut-off 200 bodies are charged (worst case), never released; every other call is charged exactly as billed", async () => {
     const srv = await server({
       tokenize: "llama.cpp",

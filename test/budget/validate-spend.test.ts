@@ -50,7 +50,8 @@ interface Entry {
 
 const validateArgs = (run: string, extra: string[] = []) => ["validate", run, "--embedder", "openai:text-embedding-3-small", "--batch-size", "2", "--quiet", "--no-report", ...extra];
 
-describe("paid validate", () => {
+// each test spawns the CLI three times (seconds each on a busy machine)
+describe("paid validate", { timeout: 240_000 }, () => {
   it("--max-usd caps validate's own spend, not the run's: generation already spent more than the cap", async () => {
     const run = await generatedRun(3);
     const genUsd = JSON.parse(readFileSync(join(run, "run.json"), "utf8")).totals.usd as number;

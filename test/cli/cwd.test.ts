@@ -62,7 +62,7 @@ describe("paths resolve against the caller's directory", () => {
     expect(abs).toMatchObject({ data: "/w/run", baseModel: "org/model", out: "/w/post", evalSts: "/w/sts.tsv", teacher: "/w/t" });
   });
 
-  it("generate, estimate, validate and report from another directory", { timeout: 600_000 }, async () => {
+  it("generate, estimate, validate, report, seeds and export from another directory", { timeout: 600_000 }, async () => {
     const g = await cli(["generate", "--input", "seeds.txt", "--out", "run", "--provider", "openai-compatible", "--model", "m", "--base-url", server.baseURL, "--steps", "3", "--quiet"]);
     expect(g.status, g.stderr).toBe(0);
     expect(existsSync(join(cwd, "run", "chains.jsonl"))).toBe(true);
@@ -80,6 +80,15 @@ describe("paths resolve against the caller's directory", () => {
     const r = await cli(["report", "run", "--out", "rep.html"]);
     expect(r.status, r.stderr).toBe(0);
     expect(existsSync(join(cwd, "rep.html"))).toBe(true);
+
+    const sd = await cli(["seeds", "--from", "seeds.txt", "--out", "extracted.jsonl"]);
+    expect(sd.status, sd.stderr).toBe(0);
+    expect(existsSync(join(cwd, "extracted.jsonl"))).toBe(true);
+    if (haveOnnx) {
+      const x = await cli(["export", "run", "--format", "st-scores", "--out", "exported", "--allow-unvalidated"]);
+      expect(x.status, x.stderr).toBe(0);
+      expect(existsSync(join(cwd, "exported"))).toBe(true);
+    }
   });
 
   it.skipIf(!haveVenv)("eval and posttrain run Python with absolute paths; outputs land in the caller's directory", { timeout: 900_000 }, async () => {
@@ -108,5 +117,19 @@ describe("paths resolve against the caller's directory", () => {
     expect(existsSync(join(cwd, "post", "training.json"))).toBe(true);
     // nothing was written into the install directory
     expect(readdirSync(PROJECT_ROOT).filter((f) => !rootBefore.has(f))).toEqual([]);
+  });
+});
+
+describe("posttrain and eval check their paths before Python loads (issue 13)", () => {
+  it("a missing --data, --base-model path, STS file or a bad --device is exit 2 naming it; Python is never started", async () => {
+    const { runPosttrain } = await import("../../src/posttrain/index.ts");
+    const { runEval } = await import("../../src/eval/index.ts");
+    const { ConfigError } = await import("../../src/errors.ts");
+    const never = "/nonexistent/python-must-not-run";
+    await expect(runPosttrain({ data: "no-such-run", baseModel: "org/model", out: "o" }, { python: never })).rejects.toThrow(/no-such-run: --data must be a run directory/);
+    await expect(runPosttrain({ data: ".", baseModel: "./no-such-model", out: "o" }, { python: never })).rejects.toThrow(/no-such-model: --base-model: no such model directory/);
+    await expect(runPosttrain({ data: ".", baseModel: "org/model", out: "o", evalSts: "nope.tsv" }, { python: never })).rejects.toThrow(ConfigError);
+    await expect(runEval({ model: "../no-such-model", sts: join(PROJECT_ROOT, "package.json") }, { python: never })).rejects.toThrow(/--model: no such model directory/);
+    await expect(runEval({ model: "org/model", sts: join(PROJECT_ROOT, "package.json"), device: "gpu" }, { python: never })).rejects.toThrow(/--device expects/);
   });
 });

@@ -164,7 +164,7 @@ describe("rankchain estimate", () => {
     expect(r.code, r.stderr).toBe(0);
     const est = JSON.parse(r.stdout);
     expect(est.seeds).toBe(SEEDS.length);
-    expect(est.calls).toEqual({ typical: SEEDS.length * 4, worst: SEEDS.length * 8 });
+    expect(est.calls).toEqual({ typical: SEEDS.length * 4, worst: SEEDS.length * 4 * 3 }); // 2 step retries by default
     expect(est.usd.typical).toBeGreaterThan(0);
     expect(est.usd.worst).toBeGreaterThan(est.usd.typical);
     expect(est.method.worst).toMatch(/^bound/);

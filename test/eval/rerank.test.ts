@@ -1,10 +1,12 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { candidates, readRerankFile, rerankMetrics, type RerankRecord } from "../../src/eval/rerank.ts";
 import { mulberry32 } from "../../src/util/random.ts";
+import { collectReportData } from "../../src/report/data.ts";
+import { renderReportHtml } from "../../src/report/html.ts";
 import { defaultModelDir, pythonMissing, runPythonJson } from "../embed/helpers.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "rankchain-rerank-"));
@@ -62,7 +64,7 @@ describe("reranking metrics", () => {
 
 const model = defaultModelDir();
 describe.skipIf(model.missing || pythonMissing())("rankchain eval --rerank (real all-MiniLM-L6-v2)", () => {
-  it("writes MAP, MRR@10 and nDCG@10 into eval.json next to STS; a bad file exits 2 before any model loads", () => {
+  it("writes MAP, MRR@10 and nDCG@10 into eval.json next to STS and the report; a bad file exits 2 before any model loads", async () => {
     const file = join(tmp, "task.jsonl");
     writeFileSync(
       file,
@@ -84,6 +86,12 @@ describe.skipIf(model.missing || pythonMissing())("rankchain eval --rerank (real
     expect(map.delta).toBe(0); // model = baseline
     expect(doc.rerank.records).toBe(2);
     expect(r.stdout).toContain("rerank_ndcg@10");
+    // the report's before/after table shows them
+    const run = join(tmp, "run");
+    cpSync("generations/example", run, { recursive: true });
+    copyFileSync(out, join(run, "eval.json"));
+    const html = renderReportHtml(await collectReportData(run));
+    for (const name of ["rerank_map", "rerank_mrr@10", "rerank_ndcg@10"]) expect(html).toContain(name);
 
     writeFileSync(join(tmp, "bad.jsonl"), '{"query": "q", "positive": [], "negative": []}\n');
     const bad = spawnSync("node", ["bin/rankchain.js", "eval", "--model", model.dir, "--sts", "examples/sts-mini.tsv", "--rerank", join(tmp, "bad.jsonl"), "--out", out], { env, encoding: "utf8" });

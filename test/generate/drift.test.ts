@@ -53,7 +53,10 @@ describe("a copying model never ends a chain silently", () => {
     });
     const dir = tmpDir();
     const out = join(dir, "run");
-    await runGenerate(config({ input: writeSeeds(dir, [ANCHOR]), out, provider: "openai", model: "gpt-4o-mini", baseUrl: server.baseURL, steps: 3, concurrency: 1, seed: 5 }));
+    // every chain is empty, so the run ends with NoUsableChainsError, after writing the record
+    await expect(
+      runGenerate(config({ input: writeSeeds(dir, [ANCHOR]), out, provider: "openai", model: "gpt-4o-mini", baseUrl: server.baseURL, steps: 3, concurrency: 1, seed: 5 })),
+    ).rejects.toThrow(/no usable chains/);
     const [chain] = readJsonlFile(join(out, "chains.jsonl")).map((c) => ChainRecordSchema.parse(c));
     expect(chain!.steps).toEqual([]);
     expect(chain!.truncated).toEqual({ at_step: 1, reason: "duplicate" });
@@ -67,7 +70,7 @@ describe("a copying model never ends a chain silently", () => {
     // the server saw the changed settings
     const sent = server.requests.filter((r) => r.path.endsWith("/chat/completions")).slice(-3);
     expect(sent.map((r) => r.body.temperature ?? 0)).toEqual([0, 0.7, 1]);
-  });
+  }, 180_000);
 
   it("--oversample 2 generates a long chain and keeps every second step, recording both", async () => {
     server.setResponder(undefined);
@@ -81,5 +84,5 @@ describe("a copying model never ends a chain silently", () => {
     expect(long.kept).toEqual([2, 4]);
     expect(chain.steps).toEqual([long.steps[1], long.steps[3]]);
     expect(chain.generator).toMatchObject({ oversample: 2 });
-  });
+  }, 180_000);
 });

@@ -73,11 +73,11 @@ describe("escaping round-trip (issue 13)", () => {
     });
     const dir = tmpDir();
     const out = join(dir, "run");
-    await runGenerate(config({ input: writeSeeds(dir, ["The nobody tries to play the drums.", "A <nobody> tries to play & sing."]), out, provider: "openai-compatible", model: "echo", baseUrl: server.baseURL, steps: 8 }));
+    await runGenerate(config({ input: writeSeeds(dir, ["The nobody in the back row tries to play the drums during the evening concert.", "A <nobody> in the back row tries to play & sing during the long evening concert."]), out, provider: "openai-compatible", model: "echo", baseUrl: server.baseURL, steps: 8 }));
     server.setResponder(undefined);
-    const chains = readJsonlFile<{ anchor: string; steps: string[] }>(join(out, "chains.jsonl"));
+    const chains = readJsonlFile<{ anchor: string; steps: string[]; truncated?: unknown }>(join(out, "chains.jsonl"));
     for (const c of chains) {
-      expect(c.steps).toHaveLength(8);
+      expect(c.steps, JSON.stringify(c)).toHaveLength(8);
       c.steps.forEach((s, i) => {
         expect(s).toBe(c.anchor + " " + Array.from({ length: i + 1 }, (_, j) => j + 1).join(" "));
         expect(s).not.toMatch(/&(amp|lt|gt);|<\/?(sentence|a)>|< sentence>/);
@@ -110,6 +110,8 @@ describe("markup debris in cleaning (issue 13)", () => {
     ["Rock &amp; roll is loud.", "Rock & roll is loud."],
     ["<sentence><b>Two</b> babies cry.</sentence>", "Two babies cry."],
     ["A value x < 5 > 3 stays.", "A value x < 5 > 3 stays."],
+    ["<sentenceAddRewrit\u200f>She never instructed the cello.", "She never instructed the cello."],
+    ["<sentenceSupposed The dog waited outside.", "The dog waited outside."],
   ])("%s → %s", (raw, clean) => {
     const r = cleanStep(raw, [anchor]);
     expect(r.ok).toBe(true);

@@ -153,6 +153,24 @@ describe("flag ranges are checked before anything is loaded (CLI)", () => {
     });
   }
 
+  it("fuzzed seed files through the CLI end in exit 0 or 2, and a bad one costs no call", async () => {
+    const samples = fc.sample(
+      fc.array(fc.oneof(fc.uint8Array({ maxLength: 30 }).map((b) => Buffer.from(b)), fc.constantFrom(Buffer.from("A calm sea.\n"), Buffer.from("\u0000"), Buffer.from("\ufeff"), Buffer.from("x".repeat(3000)))), { minLength: 1, maxLength: 6 }),
+      { numRuns: 4, seed: 13 },
+    );
+    for (const [i, chunks] of samples.entries()) {
+      const input = file(Buffer.concat([...chunks, Buffer.from("\nA calm sea.\n")]));
+      server.clearRequests();
+      const out = join(dir, `cli-fuzz-${i}`);
+      const r = await cli(["generate", "--input", input, "--out", out, "--provider", "openai-compatible", "--model", "m", "--base-url", server.baseURL, "--steps", "1", "--min-steps", "1", "--quiet"]);
+      expect([0, 2]).toContain(r.code);
+      if (r.code === 2) {
+        expect(r.stderr).toContain(input);
+        expect(server.requestsTo("/v1/chat/completions")).toHaveLength(0);
+      }
+    }
+  });
+
   it("--guidance 0.5 with cfg, --min-steps above --steps, a NUL seed: exit 2 naming the flag or file:line, no run dir", async () => {
     const seeds = file("A dog runs.\n");
     const g = await cli(["generate", "--input", seeds, "--out", join(dir, "g1"), "--steering", "cfg", "--guidance", "0.5"]);

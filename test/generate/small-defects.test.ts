@@ -67,10 +67,14 @@ describe("credentials in URLs (issue 13)", () => {
     expect((err as { url?: string }).url).not.toContain("hunter2-secret");
   });
 
-  it("the OpenAI embedder records its endpoint without credentials", () => {
-    const e = new OpenAIEmbedder({ model: "text-embedding-3-small", apiKey: "sk-test-embedder-key-0123456789", baseURL: "https://u:p4ssw0rd@emb.example/v1?key=zzz" });
-    expect(e.info.source).not.toContain("p4ssw0rd");
-    expect(e.info.source).not.toContain("zzz");
+  it("the OpenAI embedder: ?key= sent on every request and recorded redacted; user:password@ refused", async () => {
+    const e = new OpenAIEmbedder({ model: "text-embedding-3-small", apiKey: "sk-test-embedder-key-0123456789", baseURL: `${server.baseURL}?key=zzz-secret` });
+    expect(e.info.source).not.toContain("zzz-secret");
+    server.clearRequests();
+    await e.embed(["a sentence"]);
+    expect(server.requestsTo("/v1/embeddings")[0]!.query).toBe("key=zzz-secret");
+    await e.dispose();
+    expect(() => new OpenAIEmbedder({ model: "text-embedding-3-small", apiKey: "sk-test-embedder-key-0123456789", baseURL: "https://u:p4ssw0rd@emb.example/v1" })).toThrow(/holds credentials/);
   });
 });
 

@@ -53,6 +53,23 @@ describe("structured output feature detection (issue 13)", () => {
     expect(ledger.filter((e) => e.type === "charge")).toHaveLength(6);
   });
 
+  it("--resume starts in the mode the run settled on: no json_schema request is made again", async () => {
+    server = await startOpenAIServer({ structuredOutput: "llama-cpp-python" });
+    const dir = tmpDir();
+    const out = join(dir, "run");
+    const input = writeSeeds(dir, SEEDS.slice(0, 5));
+    await runGenerate(ladder(input, out, server.baseURL, { limit: 2, concurrency: 1 }));
+    expect(server.requestsTo("/v1/chat/completions").filter((r) => r.body.response_format?.type === "json_schema")).toHaveLength(1);
+    server.clearRequests();
+    const summary = await runGenerate(ladder(input, out, server.baseURL, { resume: true, concurrency: 1 }));
+    expect(summary.status).toBe("completed");
+    const reqs = server.requestsTo("/v1/chat/completions");
+    expect(reqs).toHaveLength(3);
+    expect(reqs.every((r) => r.body.response_format?.type === "json_object")).toBe(true);
+    expect(manifest(out).structured_output.changes).toHaveLength(1);
+    expect(readJsonlFile(join(out, "chains.jsonl"))).toHaveLength(5);
+  });
+
   it("a server that drops response_format entirely: the chatty answer's JSON is extracted, no retries", async () => {
     server = await startOpenAIServer({ structuredOutput: "ignore" });
     const dir = tmpDir();

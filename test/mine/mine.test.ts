@@ -108,7 +108,7 @@ describe.skipIf(skipReason !== undefined)("rankchain mine with the two carried e
     const r = await mineHardNegatives({ chains, corpus, embedders, topK: 20, groupSize: 4, guard: null });
     expect(r.groups.find((g) => g.chain_id === "c0")!.negatives.map((n) => n.text)).toContain(PLANTED);
     expect(r.summary.dropped.guard.count).toBe(0);
-  });
+  }, 120_000);
 
   it("groups.jsonl round-trips into training: chain_listmle:1,lce:0.5 on the run directory", async () => {
     const py = pythonMissing();
@@ -154,7 +154,7 @@ describe.skipIf(skipReason !== undefined)("rankchain mine with the two carried e
         expect(n.fused).toBeCloseTo(vals.reduce((a, b) => a + b, 0) / vals.length, 5);
       }
     }
-  });
+  }, 120_000);
 });
 
 describe("rankchain mine CLI: bad input exits 2 before any model loads", () => {
@@ -182,5 +182,5 @@ describe("rankchain mine CLI: bad input exits 2 before any model loads", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
+  }, 180_000);
 });

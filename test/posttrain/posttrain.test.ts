@@ -94,7 +94,7 @@ describe("posttrain helpers", () => {
   });
 
   it("the CLI exits 2 with the install command when Python is missing", () => {
-    const r = cli(["posttrain", "--data", "x", "--base-model", "y", "--out", "z"], { RANKCHAIN_PYTHON: "/nonexistent/python3" });
+    const r = cli(["posttrain", "--data", ROOT, "--base-model", "y", "--out", "z"], { RANKCHAIN_PYTHON: "/nonexistent/python3" });
     expect(r.status).toBe(2);
     expect(r.stderr).toContain("bash scripts/setup-python.sh");
     const e = cli(["eval", "--model", "m", "--sts", join(ROOT, "package.json")], { RANKCHAIN_PYTHON: "/nonexistent/python3" });

@@ -26,6 +26,7 @@ import {
   type RouteResult,
 } from "./common.ts";
 import { defaultReply, truncateToTokens, type RequestView } from "./default-responder.ts";
+import { BatchEndpoints } from "./batches.ts";
 
 export interface AnthropicServerOptions {
   /** Decides each /v1/messages reply; default: defaultReply (a deterministic rewrite). */
@@ -38,6 +39,8 @@ export interface AnthropicServerOptions {
 
 export interface AnthropicServer extends LoopbackServer {
   setCountTokensResponder(responder: Responder | undefined): void;
+  /** Message Batches state (batches.ts): submitted batches, and the behaviour of the next ones. */
+  readonly batchEndpoints: BatchEndpoints;
 }
 
 /** The documented hidden system prompt for tool use (tool_choice any/tool). */
@@ -157,8 +160,10 @@ export async function startAnthropicServer(options: AnthropicServerOptions = {})
     return undefined;
   };
 
+  const batchEndpoints = new BatchEndpoints();
   const server = await startLoopbackServer({
     baseURLSuffix: "",
+    other: async (req, invoke) => authProblem(req, options.apiKey) ?? batchEndpoints.anthropic(req, invoke, `http://${req.headers["host"]}`),
     notFound: (path) => errorResult(404, `Not found: ${path}`, "not_found_error"),
     routes: {
       "/v1/messages": async (req, index) => {
@@ -259,6 +264,7 @@ export async function startAnthropicServer(options: AnthropicServerOptions = {})
     setCountTokensResponder: (r) => {
       countResponder = r;
     },
+    batchEndpoints,
     clearRequests: () => {
       server.clearRequests();
       msgRequests.length = 0;

@@ -101,6 +101,12 @@ export interface RouteResult {
   body: string;
 }
 
+/**
+ * Runs a POST route for a request the server makes to itself (a batch line), with the headers of
+ * the request that caused it. Delays are skipped and a reset becomes a 500.
+ */
+export type InvokeRoute = (path: string, body: unknown, headers: Record<string, string>) => Promise<RouteResult>;
+
 /** A route turns one recorded request (+ the decided Reply) into bytes; reset/delay are handled here. */
 export type RouteHandler = (req: RecordedRequest, index: number) => Promise<
   { kind: "reply"; reply: Reply; render: (reply: Reply) => RouteResult } | { kind: "result"; result: RouteResult }
@@ -128,6 +134,10 @@ export async function startLoopbackServer(opts: {
   baseURLSuffix: string;
   /** Headers every response carries (request id is added by routes). */
   notFound: (path: string) => RouteResult;
+  /** Any request no POST route takes (GET routes, paths with ids); undefined → notFound. */
+  other?: (req: RecordedRequest, invoke: InvokeRoute) => Promise<RouteResult | undefined>;
+  /** Listen on this port (a restarted server coming back); default 0 = any free port. */
+  port?: number;
 }): Promise<LoopbackServer> {
   const requests: RecordedRequest[] = [];
   const counters = new Map<string, number>();
@@ -150,6 +160,21 @@ export async function startLoopbackServer(opts: {
     res.end(r.body);
   };
 
+  const invoke: InvokeRoute = async (path, body, headers) => {
+    const route = opts.routes[path];
+    if (!route) return opts.notFound(path);
+    const rawBody = JSON.stringify(body);
+    const inner: RecordedRequest = { method: "POST", path, query: "", headers, rawBody, body };
+    const index = counters.get(path) ?? 0;
+    counters.set(path, index + 1);
+    const decided = await route(inner, index);
+    if (decided.kind === "result") return decided.result;
+    if (decided.reply.type === "reset") {
+      return { status: 500, headers: { "content-type": "application/json" }, body: JSON.stringify({ error: { message: "connection reset while processing the batch line", type: "server_error" } }) };
+    }
+    return decided.render(decided.reply);
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const rawBody = await readBody(req);
     const path = (req.url ?? "/").split("?")[0] ?? "/";
@@ -169,7 +194,9 @@ export async function startLoopbackServer(opts: {
     const route = req.method === "POST" ? opts.routes[path] : undefined;
     if (!route) {
       recorded.replyType = "raw";
-      send(res, opts.notFound(path));
+      const r = opts.other ? await opts.other(recorded, invoke) : undefined;
+      recorded.responseRequestId = r?.headers["x-request-id"] ?? r?.headers["request-id"];
+      send(res, r ?? opts.notFound(path));
       return;
     }
     const index = counters.get(path) ?? 0;
@@ -208,7 +235,7 @@ export async function startLoopbackServer(opts: {
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
+    server.listen(opts.port ?? 0, "127.0.0.1", () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
   const url = `http://127.0.0.1:${port}`;
@@ -270,4 +297,24 @@ export function retryHeaders(reply: { retryAfter?: number | string; retryAfterMs
 export function maskKey(key: string): string {
   if (key.length <= 12) return "*".repeat(key.length);
   return key.slice(0, 3) + "*".repeat(Math.min(20, key.length - 7)) + key.slice(-4);
+}
+
+/** The parts of a multipart/form-data body (text parts only: names, filenames, contents). */
+export function parseMultipart(raw: string, contentType: string | undefined): Map<string, { filename?: string; content: string }> {
+  const parts = new Map<string, { filename?: string; content: string }>();
+  const m = /boundary=(?:"([^"]+)"|([^;]+))/i.exec(contentType ?? "");
+  if (!m) return parts;
+  const boundary = "--" + (m[1] ?? m[2]!).trim();
+  for (const chunk of raw.split(boundary)) {
+    const sep = chunk.indexOf("\r\n\r\n");
+    if (sep < 0) continue;
+    const head = chunk.slice(0, sep);
+    const name = /name="([^"]*)"/i.exec(head)?.[1];
+    if (name === undefined) continue;
+    const filename = /filename="([^"]*)"/i.exec(head)?.[1];
+    let content = chunk.slice(sep + 4);
+    if (content.endsWith("\r\n")) content = content.slice(0, -2);
+    parts.set(name, { ...(filename !== undefined ? { filename } : {}), content });
+  }
+  return parts;
 }

@@ -3,8 +3,12 @@
  * Both listen on 127.0.0.1 with an OS-assigned port, speak the providers' real wire formats (so the
  * official SDK clients drive them unmodified) and record every request.
  *
- *   const srv = await startOpenAIServer({ responder?, embeddingsResponder?, apiKey?, embeddingDimensions? });
+ *   const srv = await startOpenAIServer({ responder?, embeddingsResponder?, apiKey?, embeddingDimensions?,
+ *                                         hiddenPromptTokens?, hiddenPromptFrom?, tokenize? });
  *   //   POST /v1/chat/completions (non-streaming), POST /v1/embeddings (float or base64 vectors)
+ *   //   tokenize: "vllm" (/tokenize), "llama.cpp" (/apply-template, /tokenize), "llama-cpp-python" (/extras/tokenize)
+ *   //   srv.billed: every call the server billed (2xx, cut-off bodies included) — its invoice;
+ *   //   hiddenPromptTokens bills a prompt the client never sent (from request hiddenPromptFrom on)
  *   //   SDK: new OpenAI({ baseURL: srv.baseURL /* = `${srv.url}/v1` *\/, apiKey })
  *   const srv = await startAnthropicServer({ responder?, countTokensResponder?, apiKey? });
  *   //   POST /v1/messages, POST /v1/messages/count_tokens
@@ -40,6 +44,7 @@ export * from "./common.ts";
 export * from "./default-responder.ts";
 export * from "./openai-server.ts";
 export * from "./anthropic-server.ts";
+export * from "./batches.ts";
 
 import type { Reply, Responder } from "./common.ts";
 

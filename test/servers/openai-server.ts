@@ -26,6 +26,7 @@ import {
   type RouteResult,
 } from "./common.ts";
 import { defaultReply, fnv1a, truncateToTokens, type RequestView } from "./default-responder.ts";
+import { BatchEndpoints } from "./batches.ts";
 
 /**
  * How the server treats `response_format`:
@@ -54,11 +55,15 @@ export interface OpenAIServerOptions {
   apiKey?: string;
   /** Default embedding size when a request has no `dimensions` (default 256). */
   embeddingDimensions?: number;
+  /** Listen on this port (a server coming back at the same address); default: any free port. */
+  port?: number;
   /**
    * A hidden prompt (system prompt, template) the server adds to every chat request and bills as
    * prompt tokens — invisible to any client-side count.
    */
   hiddenPromptTokens?: number;
+  /** Bill the hidden prompt only from this chat request index on (default 0: from the start). */
+  hiddenPromptFrom?: number;
   /**
    * Expose a server tokenize endpoint as real servers do (feature-detected by the client):
    * - "vllm": POST /tokenize {model, messages, add_generation_prompt} or {model, prompt} → {count, max_model_len, tokens}
@@ -80,6 +85,8 @@ export interface BilledCall {
 }
 
 export interface OpenAIServer extends LoopbackServer {
+  /** Files + Batches state (batches.ts): submitted batches, and the behaviour of the next ones. */
+  readonly batchEndpoints: BatchEndpoints;
   setEmbeddingsResponder(responder: Responder | undefined): void;
   /** Every call the server billed, in order — what a provider's invoice would list. */
   readonly billed: BilledCall[];
@@ -213,9 +220,19 @@ export async function startOpenAIServer(options: OpenAIServerOptions = {}): Prom
     return undefined;
   };
 
+  const batchEndpoints = new BatchEndpoints();
   const server = await startLoopbackServer({
     baseURLSuffix: "/v1",
+    ...(options.port !== undefined ? { port: options.port } : {}),
     notFound: (path) => errorResult(404, `Invalid URL (POST ${path})`, null),
+    other: async (req, invoke) => {
+      if (/^\/v1\/(files|batches)/.test(req.path)) return authProblem(req, options.apiKey) ?? batchEndpoints.openai(req, invoke);
+      if (req.method === "GET" && req.path === "/v1/models") {
+        const requestId = "req_" + randomId("", 32).toLowerCase();
+        return { status: 200, headers: baseHeaders(requestId), body: JSON.stringify({ object: "list", data: [{ id: "loopback", object: "model", created: 0, owned_by: "rankchain-tests" }] }) };
+      }
+      return undefined;
+    },
     routes: {
       ...tokenizeRoutes,
       "/v1/chat/completions": async (req, index) => {
@@ -277,7 +294,8 @@ export async function startOpenAIServer(options: OpenAIServerOptions = {}): Prom
         const count = await openAIServerCounter(model);
         const templated = options.tokenize !== undefined && openAIEncodingFor(model) === undefined;
         const promptTokens =
-          (templated ? count(renderChatTemplate(messages)) : await openAIServerPromptTokens(model, messages, schema)) + (options.hiddenPromptTokens ?? 0);
+          (templated ? count(renderChatTemplate(messages)) : await openAIServerPromptTokens(model, messages, schema)) +
+          (index >= (options.hiddenPromptFrom ?? 0) ? (options.hiddenPromptTokens ?? 0) : 0);
         return {
           kind: "reply",
           reply,
@@ -377,6 +395,7 @@ export async function startOpenAIServer(options: OpenAIServerOptions = {}): Prom
     setEmbeddingsResponder: (r) => {
       embeddingsResponder = r;
     },
+    batchEndpoints,
     clearRequests: () => {
       server.clearRequests();
       chatRequests.length = 0;

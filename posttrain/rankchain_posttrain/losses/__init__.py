@@ -2,6 +2,7 @@
 
 from ._chain import chain_cosine, pad_chains, refine_teacher
 from .chain_listmle import ChainListMLELoss, chain_listmle_loss
+from .distill import DistillLoss, distill_sentence_loss, distill_word_loss, false_negative_keep, fn_margin_schedule, token_similarity
 from .combined import LOSSES, CombinedLoss, is_group_loss, parse_loss_spec
 from .infonce import InfoNCELoss, infonce_loss
 from .lce import GroupEmbeddings, LCELoss, lce_loss
@@ -11,6 +12,12 @@ __all__ = [
     "LOSSES",
     "ChainListMLELoss",
     "CombinedLoss",
+    "DistillLoss",
+    "distill_sentence_loss",
+    "distill_word_loss",
+    "false_negative_keep",
+    "fn_margin_schedule",
+    "token_similarity",
     "GroupEmbeddings",
     "InfoNCELoss",
     "LCELoss",

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .chain_listmle import ChainListMLELoss
+from .distill import DistillLoss
 from .infonce import InfoNCELoss
 from .lce import GroupEmbeddings, LCELoss
 from .listnet import ListNetLoss
@@ -18,6 +19,7 @@ LOSSES: dict[str, type[nn.Module]] = {
     "listnet": ListNetLoss,
     "infonce": InfoNCELoss,
     "lce": LCELoss,
+    "distill": DistillLoss,
 }
 
 
@@ -90,10 +92,13 @@ class CombinedLoss(nn.Module):
         self.weights = {name: float(weight) for name, (_, weight) in losses.items()}
 
     @classmethod
-    def from_spec(cls, spec: str, *, tau: float = 0.05, tau2: float = 0.05, omega: float = 0.5) -> "CombinedLoss":
+    def from_spec(cls, spec: str, *, tau: float = 0.05, tau2: float = 0.05, omega: float = 0.5,
+                  cross_encoder_teacher: str | None = None) -> "CombinedLoss":
         built: dict[str, tuple[nn.Module, float]] = {}
         for name, weight in parse_loss_spec(spec):
-            if name in ("infonce", "lce"):
+            if name == "distill":
+                built[name] = (DistillLoss(teacher_dir=cross_encoder_teacher, tau=tau), weight)
+            elif name in ("infonce", "lce"):
                 built[name] = (LOSSES[name](tau=tau), weight)
             else:
                 built[name] = (LOSSES[name](tau=tau, tau2=tau2, omega=omega), weight)
@@ -101,7 +106,7 @@ class CombinedLoss(nn.Module):
 
     @property
     def needs_teacher(self) -> bool:
-        return any(not isinstance(m, (InfoNCELoss, LCELoss)) for m in self.parts.values())
+        return any(not isinstance(m, (InfoNCELoss, LCELoss, DistillLoss)) for m in self.parts.values())
 
     @property
     def needs_chains(self) -> bool:
@@ -117,6 +122,7 @@ class CombinedLoss(nn.Module):
         teacher_emb: torch.Tensor | None,
         lengths: torch.Tensor | None,
         groups: GroupEmbeddings | None = None,
+        context: dict[str, Any] | None = None,
     ) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         for name, module in self.parts.items():
@@ -124,6 +130,8 @@ class CombinedLoss(nn.Module):
                 if groups is None:
                     raise ValueError(f"loss {name!r} trains on mined groups, but the batch holds none")
                 out[name] = self.weights[name] * module(groups)
+            elif getattr(module, "uses_context", False):
+                out[name] = self.weights[name] * module(student_emb, teacher_emb, lengths, context)
             else:
                 out[name] = self.weights[name] * module(student_emb, teacher_emb, lengths)
         return out

