@@ -34,6 +34,7 @@ from .losses import CombinedLoss, is_group_loss, parse_loss_spec
 from .negatives import GroupTraining, add_group_arguments, check_group_args
 from .modeling import POOLINGS, describe_encoder, embed, load_encoder
 from .progress import Progress
+from .teacher_cache import CACHE_FILE, TeacherEmbeddingCache, estimated_bytes, teacher_fingerprint
 from .selection import CONTROLS, HELDOUT_METRIC, SELECTIONS, effective_holdout_fraction, resolve_selection, shuffle_rewrites, split_holdout
 
 STATE_FILE = "trainer_state.json"
@@ -90,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last")
     p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--teacher-cache-mb", type=int, default=4096,
+                   help="cache the frozen teacher's embeddings across epochs (in RAM, saved to OUT/teacher_cache.pt) "
+                        "when they fit in this many MB; 0 = off")
     p.add_argument("--no-export", action="store_true", help="skip the ONNX export at the end")
     add_group_arguments(p)
     p.add_argument("--cross-encoder", action="store_true",
@@ -113,6 +117,8 @@ def check_args(args: argparse.Namespace) -> None:
         positive(name.replace("_", "-"), getattr(args, name))
     if not math.isfinite(args.omega) or args.omega < 0:
         raise DataError(f"--omega must be a number >= 0, got {args.omega!r}")
+    if args.teacher_cache_mb < 0:
+        raise DataError(f"--teacher-cache-mb must be >= 0, got {args.teacher_cache_mb!r}")
     if args.encode_chunk < 0:
         raise DataError(f"--encode-chunk must be >= 0, got {args.encode_chunk!r}")
     if args.eval_every < 0:
@@ -300,6 +306,15 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
             teacher = copy.deepcopy(student)
         teacher.eval()
         teacher.requires_grad_(False)
+    teacher_cache = None
+    if teacher is not None and args.teacher_cache_mb > 0:
+        need = estimated_bytes(sum(len(c.sentences) for c in train_chains), (getattr(teacher, "get_embedding_dimension", None) or teacher.get_sentence_embedding_dimension)() or 0)
+        if need > args.teacher_cache_mb * 2**20:
+            progress.log(f"teacher cache off: {need / 2**20:.0f} MB of teacher embeddings exceed --teacher-cache-mb {args.teacher_cache_mb}")
+        else:
+            teacher_cache = TeacherEmbeddingCache(teacher_fingerprint(
+                teacher=teacher, describe=describe_encoder(teacher), data_sha256=f"{data.sha256}:{getattr(args, 'control', 'none')}:{args.holdout_fraction}",
+                train_chains=len(train_chains), precision=mixed))
     if args.gradient_checkpointing:
         student.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     student.train()
@@ -324,6 +339,9 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
     step = 0
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
+    cache_path = os.path.join(out, CACHE_FILE if world == 1 else f"teacher_cache.rank{rank}.pt")
+    if teacher_cache is not None and args.resume:
+        progress.log(f"teacher cache {cache_path}: {teacher_cache.load(cache_path)}")
     if resume_state is not None:
         accelerator.load_state(ckpt_dir)
         scheduler.load_state_dict(resume_state["scheduler"])
@@ -371,6 +389,8 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
     def save_checkpoint(at_step: int) -> None:
         accelerator.wait_for_everyone()
         accelerator.save_state(ckpt_dir)
+        if teacher_cache is not None:
+            teacher_cache.save(cache_path)
         if main:
             with open(state_path + ".tmp", "w", encoding="utf-8") as fh:
                 json.dump({"step": at_step, "fingerprint": fp, "scheduler": scheduler.state_dict(),
@@ -421,7 +441,10 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
                 teacher_emb = None
                 if teacher is not None:
                     with torch.no_grad():
-                        teacher_emb = embed(teacher, sentences[:n_chain], device, chunk_size=args.encode_chunk or None)
+                        def encode_teacher(texts: list[str], teacher: Any = teacher) -> torch.Tensor:
+                            return embed(teacher, texts, device, chunk_size=args.encode_chunk or None)
+                        teacher_emb = (encode_teacher(sentences[:n_chain]) if teacher_cache is None or not wants_chains else
+                                       teacher_cache.embed(batch, [c.sentences for c in chains], encode_teacher, device))
                 parts = loss_fn(student_emb, teacher_emb, lengths,
                                 groups=group_batch.embeddings(all_emb[n_chain:]) if group_batch else None,
                                 context={"sentences": sentences[:n_chain], "student": base if world == 1 else None,
@@ -498,6 +521,7 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
             "groups": None if group_training is None else {**group_training.record(), **group_training.staleness(base)},
             "student": {"model": args.base_model, **describe_encoder(base)},
             "teacher": None if teacher is None else {"model": args.teacher or "frozen copy of the student", **describe_encoder(teacher)},
+            "teacher_cache": None if teacher_cache is None else teacher_cache.stats(),
             "seed": args.seed,
             "device": str(device),
             "precision": mixed,

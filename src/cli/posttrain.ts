@@ -48,6 +48,7 @@ export function registerPosttrain(program: Command): void {
     .option("--pooling <mode>", "student pooling: auto | cls | mean (auto = as saved with the model)", choice("--pooling", ["auto", "cls", "mean"] as const))
     .option("--max-seq-length <n>", "truncate inputs to this many tokens", numberOption("--max-seq-length", { int: true, min: 1 }))
     .option("--encode-chunk <n>", "encode each batch in length-sorted chunks of N sentences (default 0 = one padded batch; single process)", numberOption("--encode-chunk", { int: true, min: 0 }))
+    .option("--teacher-cache-mb <n>", "cache the frozen teacher's embeddings across epochs when they fit in N MB (default 4096; 0 = off)", numberOption("--teacher-cache-mb", { int: true, min: 0 }))
     .option("--eval-sts <file>", "STS TSV (sentence1, sentence2, score) evaluated during training; monitored only, unless --select sts")
     .option("--select <what>", "checkpoint chosen on: auto (held-out chains when held out, else last), heldout-chains, sts (only if that set is never reported), last", choice("--select", ["auto", "heldout-chains", "sts", "last"] as const))
     .option("--control <kind>", "none | shuffled (train on the same chains with rewrites shuffled: the order control)", choice("--control", ["none", "shuffled"] as const))

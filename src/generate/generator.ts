@@ -532,7 +532,7 @@ export class ChainGenerator {
         try {
           result =
             planned.kind === "guided"
-              ? await this.o.model.generateGuided!({ ...planned.req, abortSignal: callAbort.signal })
+              ? await this.o.model.generateGuided!({ ...planned.req, abortSignal: callAbort.signal, timeoutMs: this.o.timeoutMs })
               : await this.o.model.generate({ ...planned.req, abortSignal: callAbort.signal, timeoutMs: this.o.timeoutMs, callKey: key });
           this.noteConnection(undefined);
         } catch (error) {

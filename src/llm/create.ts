@@ -8,7 +8,8 @@ import { splitBaseUrls } from "../config/run-config.ts";
  * missing key is exit 2 naming the variable; the adapters read them again at request time.
  */
 export async function createLanguageModel(
-  config: Pick<GenerateConfig, "provider" | "model" | "baseUrl" | "timeoutMs" | "gpu" | "seed"> & { cfgTopK?: number | undefined },
+  config: Pick<GenerateConfig, "provider" | "model" | "baseUrl" | "timeoutMs" | "gpu" | "seed"> &
+    Partial<Pick<GenerateConfig, "concurrency" | "steering" | "steps" | "maxOutputTokens" | "maxSeedChars">> & { cfgTopK?: number | undefined },
 ): Promise<LanguageModel> {
   switch (config.provider) {
     case "openai": {
@@ -29,8 +30,14 @@ export async function createLanguageModel(
       return createOpenAICompatibleModel({ model: config.model, baseURL, timeoutMs: config.timeoutMs });
     }
     case "local": {
-      const { createLocalModel } = await import("./local/index.ts");
-      return createLocalModel({ model: config.model, gpu: config.gpu, seed: config.seed, cfgCandidates: config.cfgTopK });
+      const { createLocalModel, maxPromptTokens } = await import("./local/index.ts");
+      // --concurrency N: N chains decode in one context, one batch per step; each sequence is sized from the run's settings
+      const { steering, steps, maxOutputTokens, maxSeedChars } = config;
+      const sizing =
+        steering !== undefined && steps !== undefined && maxOutputTokens !== undefined && maxSeedChars !== undefined
+          ? { maxOutputTokens, maxPromptTokens: maxPromptTokens({ steering, steps, maxSeedChars, maxOutputTokens }) }
+          : undefined;
+      return createLocalModel({ model: config.model, gpu: config.gpu, seed: config.seed, cfgCandidates: config.cfgTopK, parallel: config.concurrency, sizing });
     }
   }
 }

@@ -82,6 +82,8 @@ export interface GuidedGenerateRequest {
   /** End the step at the first newline (one sentence per step). Default true. */
   stopAtNewline?: boolean | undefined;
   abortSignal?: AbortSignal | undefined;
+  /** Per-request timeout in ms (local models: counted from the start of decoding). */
+  timeoutMs?: number | undefined;
 }
 
 export interface GenerateResult {

@@ -29,6 +29,8 @@ export interface PosttrainOptions {
   pooling?: "auto" | "cls" | "mean";
   maxSeqLength?: number;
   encodeChunk?: number;
+  /** Cache the frozen teacher's embeddings across epochs when they fit in this many MB (0 = off; default 4096). */
+  teacherCacheMb?: number;
   evalSts?: string;
   select?: "auto" | "heldout-chains" | "sts" | "last";
   control?: "none" | "shuffled";
@@ -70,6 +72,7 @@ const FLAGS: Array<[keyof PosttrainOptions, string]> = [
   ["pooling", "--pooling"],
   ["maxSeqLength", "--max-seq-length"],
   ["encodeChunk", "--encode-chunk"],
+  ["teacherCacheMb", "--teacher-cache-mb"],
   ["evalSts", "--eval-sts"],
   ["select", "--select"],
   ["control", "--control"],

@@ -28,6 +28,7 @@ import type {
   ModelCapabilities,
   TokenCount,
 } from "../types.ts";
+import { checkContextFits, DecodeStepBarrier, SEQUENCES_PER_SLOT, sequenceContextSize, SlotPool, type BarrierMember, type SequencePair, type SequenceSizing } from "./batched-decoding.ts";
 import { argmax, candidateScores, guidanceScores, logSoftmax, logSoftmaxFlat, sampleToken, seededRandom } from "./cfg-math.ts";
 
 export type LocalGpu = "auto" | "cuda" | "metal" | "off";
@@ -69,6 +70,17 @@ export interface LocalModelOptions {
    * falls back to "map" by itself. "map": the public API only (`next.logits`, a Map).
    */
   logitsReadback?: "flat" | "map" | undefined;
+  /**
+   * Requests decoded at once (chains in flight; `--concurrency` for local models): each gets its own
+   * two sequences of one context, and every decode step evaluates the next token of all of them in
+   * one batch (see batched-decoding.ts). Default 1: calls queue.
+   */
+  parallel?: number | undefined;
+  /**
+   * Size each sequence's context from the run's settings instead of `contextSize` (prompt bound +
+   * twice the output tokens, padded, at most the model's training context).
+   */
+  sizing?: SequenceSizing | undefined;
 }
 
 /** A guided request with the local model's extra knob. */
@@ -106,15 +118,16 @@ const FINISH_STOP_SEQUENCE: FinishReason = { unified: "stop", raw: "stop-sequenc
 const FINISH_LENGTH: FinishReason = { unified: "length", raw: "max-output-tokens" };
 
 /**
- * A GGUF model in-process through node-llama-cpp, with one context holding two sequences: plain
- * generation uses one; classifier-free guidance feeds the positive and negative prompts to the
- * two sequences and evaluates both in the same batch for every generated token.
- * Requests are served one at a time (calls queue).
+ * A GGUF model in-process through node-llama-cpp, with one context holding two sequences per slot
+ * (`parallel` slots, default 1): plain generation uses one; classifier-free guidance feeds the
+ * positive and negative prompts to the two sequences and evaluates both in the same batch for every
+ * generated token. Up to `parallel` requests decode at once, all in the same batch per step; more
+ * calls queue.
  */
 export class LocalLanguageModel implements LanguageModel {
   readonly provider = "local" as const;
   readonly capabilities: ModelCapabilities = { guidance: true, structuredOutput: true, paid: false };
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly pool: SlotPool<SequencePair>;
   private vocabSize: number | undefined;
   private readonly stopTokens: Set<Token>;
   private disposed = false;
@@ -126,7 +139,9 @@ export class LocalLanguageModel implements LanguageModel {
     private readonly llama: Llama,
     private readonly model: LlamaModel,
     private readonly context: LlamaContext,
-    private readonly sequences: readonly [LlamaContextSequence, LlamaContextSequence],
+    slots: readonly SequencePair[],
+    /** Decides when a decode step is dispatched (see batched-decoding.ts); its stats show the batching. */
+    readonly barrier: DecodeStepBarrier,
     private readonly chatWrapper: ChatWrapper,
     private readonly defaultSeed: number | undefined,
     /** See LocalModelOptions.cfgEvaluation; may be switched between requests (benchmarks). */
@@ -139,6 +154,7 @@ export class LocalLanguageModel implements LanguageModel {
     /** Whether the flat-array readback could be installed on this context (see installFlatLogits). */
     this.flatLogitsAvailable = installFlatLogits(context, () => this.logitsReadback === "flat");
     if (cfgCandidates !== undefined) checkCandidates(cfgCandidates);
+    this.pool = new SlotPool(slots);
     this.stopTokens = new Set();
     const probe = chatWrapper.generateContextState({ chatHistory: [{ type: "user", text: "x" }, { type: "model", response: [] }] });
     for (const trigger of probe.stopGenerationTriggers) {
@@ -152,8 +168,14 @@ export class LocalLanguageModel implements LanguageModel {
     return this.chatWrapper.wrapperName;
   }
 
+  /** Tokens per sequence (prompt + output of one request). */
   get contextSize(): number {
-    return this.sequences[0].contextSize;
+    return this.pool.slots[0]![0].contextSize;
+  }
+
+  /** Requests decoded at once (slots of two sequences in the one context). */
+  get parallel(): number {
+    return this.pool.size;
   }
 
   static async create(options: LocalModelOptions = {}): Promise<LocalLanguageModel> {
@@ -185,17 +207,29 @@ export class LocalLanguageModel implements LanguageModel {
       const model = await llama.loadModel({ modelPath }).catch((e: unknown) => {
         throw new ConfigError(`could not load GGUF model ${modelPath}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
       });
-      const contextSize = options.contextSize ?? Math.min(model.trainContextSize, 4096);
+      const parallel = options.parallel ?? 1;
+      if (!Number.isInteger(parallel) || parallel < 1) throw new ConfigError(`local model: parallel requests (--concurrency) must be an integer >= 1, got ${parallel}`);
+      const contextSize =
+        options.contextSize ?? (options.sizing ? sequenceContextSize(options.sizing, model.trainContextSize) : Math.min(model.trainContextSize, 4096));
+      const sequences = SEQUENCES_PER_SLOT * parallel;
+      if (parallel > 1) {
+        const vram = model.gpuLayers > 0 ? await llama.getVramState() : undefined;
+        await checkContextFits({ model, contextSize, sequences, parallel, freeVram: vram?.free });
+      }
+      const barrier = new DecodeStepBarrier();
       const context = await model.createContext({
-        sequences: 2,
+        sequences,
         contextSize,
+        // one decode step carries every token queued for it: prompts of new chains next to one token per chain in flight
+        batchSize: Math.max(512, sequences),
         threads: options.threads ?? defaultThreads(env),
+        batching: { dispatchSchedule: barrier.dispatchSchedule },
         // keep the full KV cache on sliding-window models (Gemma 3) so prompt prefixes can be reused
         swaFullCache: true,
       });
-      const sequences = [context.getSequence(), context.getSequence()] as const;
+      const slots = Array.from({ length: parallel }, () => [context.getSequence(), context.getSequence()] as const);
       const chatWrapper = resolveChatWrapper(model);
-      return new LocalLanguageModel(modelId, modelPath, llama, model, context, sequences, chatWrapper, options.seed, options.cfgEvaluation ?? "batched", options.cfgCandidates, options.logitsReadback ?? "flat");
+      return new LocalLanguageModel(modelId, modelPath, llama, model, context, slots, barrier, chatWrapper, options.seed, options.cfgEvaluation ?? "batched", options.cfgCandidates, options.logitsReadback ?? "flat");
     } catch (e) {
       await llama.dispose();
       throw e;
@@ -218,41 +252,44 @@ export class LocalLanguageModel implements LanguageModel {
     return { tokens: this.promptTokens(messages).length, exact: true, method: `gguf-tokenizer:${this.modelId}` };
   }
 
-  generate(request: GenerateRequest): Promise<GenerateResult> {
-    return this.serialize(() => this.generateNow(request));
+  async generate(request: GenerateRequest): Promise<GenerateResult> {
+    if (this.disposed) throw new Error("local model is disposed");
+    const prompt = this.promptTokens(request.messages);
+    return this.pool.use(
+      (slot) => sharedPrefix(slot[0], prompt),
+      (slot) => this.generateNow(request, slot, prompt),
+    );
   }
 
-  generateGuided(request: LocalGuidedGenerateRequest): Promise<GenerateResult> {
-    return this.serialize(() => {
-      const k = request.candidates === undefined ? this.cfgCandidates : (request.candidates ?? undefined);
-      if (k === undefined) return this.generateGuidedNow(request);
-      checkCandidates(k);
-      return this.generateGuidedCandidates(request, k);
-    });
+  async generateGuided(request: LocalGuidedGenerateRequest): Promise<GenerateResult> {
+    if (this.disposed) throw new Error("local model is disposed");
+    const k = request.candidates === undefined ? this.cfgCandidates : (request.candidates ?? undefined);
+    if (k !== undefined) checkCandidates(k);
+    const pos = this.promptTokens(request.positive);
+    const neg = request.guidance !== 1 ? this.promptTokens(request.negative) : undefined;
+    return this.pool.use(
+      (slot) => Math.max(sharedPrefix(slot[0], pos) + sharedPrefix(slot[1], neg), sharedPrefix(slot[1], pos) + sharedPrefix(slot[0], neg)),
+      (slot) => this.guidedDecode(request, k, slot),
+    );
   }
 
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    await this.queue.catch(() => {});
+    // requests decoding now finish; queued ones are refused
+    this.pool.close(new Error("local model is disposed"));
+    await this.pool.idle();
     await this.context.dispose();
     await this.model.dispose();
     await this.llama.dispose();
   }
 
-  private serialize<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.disposed) return Promise.reject(new Error("local model is disposed"));
-    const run = this.queue.then(fn, fn);
-    this.queue = run.catch(() => {});
-    return run;
-  }
-
   /** Plain decoding with node-llama-cpp's own sampler (greedy at temperature 0). */
-  private async generateNow(request: GenerateRequest): Promise<GenerateResult> {
+  private async generateNow(request: GenerateRequest, slot: SequencePair, prompt: Token[]): Promise<GenerateResult> {
     const warnings: CallWarning[] = [];
-    const prompt = this.promptTokens(request.messages);
     this.checkFits(prompt.length, request.maxOutputTokens);
-    const seq = this.pickSequences(prompt, undefined)[0];
+    const deadline = deadlineOf(request.timeoutMs);
+    const seq = slot[0];
     const reused = await this.alignPrefix(seq, prompt);
     let grammarEvaluationState: LlamaGrammarEvaluationState | undefined;
     if (request.responseFormat) {
@@ -282,6 +319,7 @@ export class LocalLanguageModel implements LanguageModel {
       if (request.maxOutputTokens > 0) {
         for await (const token of iterator) {
           request.abortSignal?.throwIfAborted();
+          checkDeadline(deadline, request.timeoutMs, out.length);
           out.push(token);
           if (this.isStopToken(token)) {
             finish = FINISH_EOG;
@@ -312,27 +350,30 @@ export class LocalLanguageModel implements LanguageModel {
   }
 
   /**
-   * Classifier-free guidance: the positive and negative prompts go to the two sequences, both
-   * are fed every chosen token, and both are evaluated in one batch per token. The next token is
-   * the argmax (temperature 0) or a seeded sample of G·log p_pos − (G−1)·log p_neg, over the whole
-   * vocabulary (exact, the default) or over the positive's top-K candidates (`candidates`).
+   * Classifier-free guidance: the positive and negative prompts go to the slot's two sequences,
+   * both are fed every chosen token, and both are evaluated in one batch per token (together with
+   * the other requests decoding now: the barrier). The next token is the argmax (temperature 0) or
+   * a seeded sample of G·log p_pos − (G−1)·log p_neg, over the whole vocabulary (exact, the
+   * default) or over the positive's top-K candidates (`candidates`).
    */
-  private generateGuidedNow(request: GuidedGenerateRequest): Promise<GenerateResult> {
-    return this.guidedDecode(request, undefined);
+  private async guidedDecode(request: LocalGuidedGenerateRequest, candidates: number | undefined, slot: SequencePair): Promise<GenerateResult> {
+    const member = this.barrier.join();
+    try {
+      return await this.guidedDecodeIn(request, candidates, slot, member);
+    } finally {
+      this.barrier.leave(member);
+    }
   }
 
-  private generateGuidedCandidates(request: GuidedGenerateRequest, candidates: number): Promise<GenerateResult> {
-    return this.guidedDecode(request, candidates);
-  }
-
-  private async guidedDecode(request: GuidedGenerateRequest, candidates: number | undefined): Promise<GenerateResult> {
+  private async guidedDecodeIn(request: LocalGuidedGenerateRequest, candidates: number | undefined, slot: SequencePair, member: BarrierMember): Promise<GenerateResult> {
     const G = request.guidance;
     if (!Number.isFinite(G) || G < 1) throw new ConfigError(`--guidance must be a number >= 1, got ${G}`);
     const guided = G !== 1;
     const posPrompt = this.promptTokens(request.positive);
     const negPrompt = guided ? this.promptTokens(request.negative) : undefined;
     this.checkFits(Math.max(posPrompt.length, negPrompt?.length ?? 0), request.maxOutputTokens);
-    const [posSeq, negSeq] = this.pickSequences(posPrompt, negPrompt);
+    const deadline = deadlineOf(request.timeoutMs);
+    const [posSeq, negSeq] = pickSequences(slot, posPrompt, negPrompt);
     const [posReused, negReused] = await Promise.all([this.alignPrefix(posSeq, posPrompt), negPrompt ? this.alignPrefix(negSeq, negPrompt) : Promise.resolve(0)]);
     const temperature = request.temperature ?? 0;
     const seed = request.seed ?? this.defaultSeed ?? Date.now();
@@ -367,7 +408,7 @@ export class LocalLanguageModel implements LanguageModel {
         if (missing.length > 0) {
           // a candidate the negative prompt ranks low: read its logit exactly (evaluate the
           // negative's last token again, returning only the missing tokens' logits)
-          negValues = new Map([...found, ...(await this.reevaluateLast(neg, missing))]);
+          negValues = new Map([...found, ...(await this.barrier.evaluate(member, () => this.reevaluateLast(neg, missing)))]);
           cfg.negativeReevaluations = (cfg.negativeReevaluations ?? 0) + 1;
         }
       }
@@ -377,12 +418,15 @@ export class LocalLanguageModel implements LanguageModel {
     };
 
     // prompt tails of both sequences in one batch; logits only at the last position
-    let [posLogits, negLogits] = await this.evaluatePair(posSeq, posPrompt.slice(posReused), neg, negPrompt?.slice(negReused) ?? [], posNext, negNext);
+    let [posLogits, negLogits] = await this.barrier.evaluate(member, () =>
+      this.evaluatePair(posSeq, posPrompt.slice(posReused), neg, negPrompt?.slice(negReused) ?? [], posNext, negNext),
+    );
     const out: Token[] = [];
     let finish: FinishReason = FINISH_LENGTH;
     let text = "";
     while (out.length < request.maxOutputTokens) {
       request.abortSignal?.throwIfAborted();
+      checkDeadline(deadline, request.timeoutMs, out.length);
       const token = await choose(posLogits, negLogits);
       out.push(token);
       if (this.isStopToken(token)) {
@@ -400,7 +444,7 @@ export class LocalLanguageModel implements LanguageModel {
       }
       if (out.length >= request.maxOutputTokens) break;
       // the same token goes to both sequences, evaluated together in one batch
-      [posLogits, negLogits] = await this.evaluatePair(posSeq, [token], neg, [token], posNext, negNext);
+      [posLogits, negLogits] = await this.barrier.evaluate(member, () => this.evaluatePair(posSeq, [token], neg, [token], posNext, negNext));
     }
     if (finish === FINISH_EOG) text = this.outputText(out.slice(0, -1));
     const details: LocalGenerationDetails = { tokens: out, promptTokens: { positive: posPrompt.length, negative: negPrompt?.length }, cfg };
@@ -421,14 +465,19 @@ export class LocalLanguageModel implements LanguageModel {
    * Next-token log-probabilities for one prompt after a given generated prefix, read back from
    * the model (for tests and diagnostics; uses the first sequence).
    */
-  nextTokenLogProbs(messages: readonly ChatMessage[], generated: readonly Token[] = [], options: { sequence?: 0 | 1 } = {}): Promise<Float64Array> {
-    return this.serialize(async () => {
-      const tokens = [...this.promptTokens(messages), ...generated];
-      const seq = this.sequences[options.sequence ?? 0];
-      const reused = await this.alignPrefix(seq, tokens);
-      const logits = await this.evaluateForLogits(seq, tokens.slice(reused));
-      return toLogProbs(logits, this.vocabularySize(logits));
-    });
+  async nextTokenLogProbs(messages: readonly ChatMessage[], generated: readonly Token[] = [], options: { sequence?: 0 | 1 } = {}): Promise<Float64Array> {
+    if (this.disposed) throw new Error("local model is disposed");
+    const tokens = [...this.promptTokens(messages), ...generated];
+    const which = options.sequence ?? 0;
+    return this.pool.use(
+      (slot) => sharedPrefix(slot[which], tokens),
+      async (slot) => {
+        const seq = slot[which];
+        const reused = await this.alignPrefix(seq, tokens);
+        const logits = await this.evaluateForLogits(seq, tokens.slice(reused));
+        return toLogProbs(logits, this.vocabularySize(logits));
+      },
+    );
   }
 
   /** Token ids of plain text with the model's tokenizer (no chat template, no special tokens). */
@@ -519,15 +568,6 @@ export class LocalLanguageModel implements LanguageModel {
     return keep;
   }
 
-  /** Chooses which sequence gets which prompt so that the most cached prefix is reused. */
-  private pickSequences(positive: readonly Token[], negative: readonly Token[] | undefined): [LlamaContextSequence, LlamaContextSequence] {
-    const [a, b] = this.sequences;
-    const shared = (s: LlamaContextSequence, t: readonly Token[] | undefined) => (t ? s.compareContextTokens(t as Token[]).firstDifferentIndex : 0);
-    const straight = shared(a, positive) + shared(b, negative);
-    const swapped = shared(b, positive) + shared(a, negative);
-    return swapped > straight ? [b, a] : [a, b];
-  }
-
   private checkFits(promptTokens: number, maxOutputTokens: number): void {
     if (promptTokens + maxOutputTokens > this.contextSize) {
       throw new ProviderCallError(
@@ -535,6 +575,30 @@ export class LocalLanguageModel implements LanguageModel {
         { isRetryable: false },
       );
     }
+  }
+}
+
+/** Tokens of `tokens` already in the sequence's cache, from the start. */
+function sharedPrefix(seq: LlamaContextSequence, tokens: readonly Token[] | undefined): number {
+  return tokens ? seq.compareContextTokens(tokens as Token[]).firstDifferentIndex : 0;
+}
+
+/** Chooses which sequence of the slot gets which prompt so that the most cached prefix is reused. */
+function pickSequences(slot: SequencePair, positive: readonly Token[], negative: readonly Token[] | undefined): [LlamaContextSequence, LlamaContextSequence] {
+  const [a, b] = slot;
+  const straight = sharedPrefix(a, positive) + sharedPrefix(b, negative);
+  const swapped = sharedPrefix(b, positive) + sharedPrefix(a, negative);
+  return swapped > straight ? [b, a] : [a, b];
+}
+
+function deadlineOf(timeoutMs: number | undefined): number | undefined {
+  return timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
+}
+
+/** --timeout for local calls: checked before each token; the step is given up (not retried: it would take as long again). */
+function checkDeadline(deadline: number | undefined, timeoutMs: number | undefined, tokens: number): void {
+  if (deadline !== undefined && performance.now() > deadline) {
+    throw new ProviderCallError(`local model: --timeout ${timeoutMs} ms reached after ${tokens} generated tokens`, { isRetryable: false });
   }
 }
 
