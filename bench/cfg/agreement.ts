@@ -27,7 +27,7 @@ const K = Number(values.k);
 const STEPS = Number(values.steps);
 const MAX_OUT = Number(values["max-out"]);
 const G = 1.5;
-// ../shared from the main checkout; ../../shared from a worktree under /work/wt
+// ../shared beside the checkout; ../../shared from a git worktree one level deeper
 const seedsPath = [join(PROJECT_ROOT, "..", "shared"), join(PROJECT_ROOT, "..", "..", "shared")].map((d) => join(d, "eval-data", "seeds-snli-dev-sentences.txt")).find((p) => existsSync(p)) ?? "../shared/eval-data/seeds-snli-dev-sentences.txt";
 let seeds: string[];
 try {

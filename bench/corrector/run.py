@@ -35,9 +35,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-EVAL = ROOT.parent / "shared" / "eval-data"
-if not EVAL.is_dir():
-    EVAL = Path("/work/shared/eval-data")
+# ../shared beside the checkout (RANKCHAIN_EVAL_DATA overrides, e.g. from a git worktree)
+EVAL = Path(os.environ.get("RANKCHAIN_EVAL_DATA", ROOT.parent / "shared" / "eval-data"))
 
 
 def synthetic_chain(anchor: str, donor: str, rng: random.Random) -> list[str]:

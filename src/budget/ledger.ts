@@ -181,6 +181,40 @@ class Books {
   }
 }
 
+/** The reservation a granted request becomes (shared by every Ledger implementation). */
+export function reservationOf(id: string, request: ReserveRequest, plan: { inputTokens: number; maxOutputTokens: number; usd: number }): Reservation {
+  return {
+    id,
+    usd: plan.usd,
+    stage: request.stage,
+    model: request.model,
+    chainId: request.chainId,
+    countedInputTokens: request.inputTokens,
+    inputTokens: plan.inputTokens,
+    maxOutputTokens: plan.maxOutputTokens,
+    price: request.price,
+  };
+}
+
+/** The `charge` ledger line for a settled reservation (shared by every Ledger implementation). */
+export function chargeEntryOf(reservation: Reservation, usd: number, c: ChargeInput, ts: string): LedgerEntry {
+  return {
+    type: "charge",
+    id: reservation.id,
+    ts,
+    usd,
+    stage: reservation.stage,
+    model: reservation.model,
+    ...(reservation.chainId !== undefined ? { chain_id: reservation.chainId } : {}),
+    input_tokens: c.inputTokens,
+    output_tokens: c.outputTokens,
+    ...(c.cachedInputTokens !== undefined ? { cached_input_tokens: c.cachedInputTokens } : {}),
+    ...(c.requestId !== undefined ? { request_id: c.requestId } : {}),
+    ...(c.estimated ? { estimated: true } : {}),
+    ...(c.note !== undefined ? { note: c.note } : {}),
+  };
+}
+
 function clamp0(x: number): number {
   return x < 1e-12 ? 0 : x;
 }
@@ -379,17 +413,7 @@ export class BudgetLedger implements Ledger {
   private async book(request: ReserveRequest, plan: { inputTokens: number; maxOutputTokens: number; usd: number }): Promise<Reservation> {
     this.books.book(request.stage, plan.usd);
     const id = `r${++this.seq}`;
-    const reservation: Reservation = {
-      id,
-      usd: plan.usd,
-      stage: request.stage,
-      model: request.model,
-      chainId: request.chainId,
-      countedInputTokens: request.inputTokens,
-      inputTokens: plan.inputTokens,
-      maxOutputTokens: plan.maxOutputTokens,
-      price: request.price,
-    };
+    const reservation = reservationOf(id, request, plan);
     this.open.set(id, reservation);
     await this.sink?.append({
       type: "reserve",
@@ -435,21 +459,7 @@ export class BudgetLedger implements Ledger {
     this.books.applyCharge(reservation.stage, reservation.chainId, usd, c.inputTokens, c.outputTokens, reservation.usd);
     if (!c.estimated) this.books.learn(reservation.model, reservation.countedInputTokens, reservation.maxOutputTokens, c.inputTokens, c.outputTokens);
     this.wake();
-    await this.sink?.append({
-      type: "charge",
-      id: reservation.id,
-      ts: this.now().toISOString(),
-      usd,
-      stage: reservation.stage,
-      model: reservation.model,
-      ...(reservation.chainId !== undefined ? { chain_id: reservation.chainId } : {}),
-      input_tokens: c.inputTokens,
-      output_tokens: c.outputTokens,
-      ...(c.cachedInputTokens !== undefined ? { cached_input_tokens: c.cachedInputTokens } : {}),
-      ...(c.requestId !== undefined ? { request_id: c.requestId } : {}),
-      ...(c.estimated ? { estimated: true } : {}),
-      ...(c.note !== undefined ? { note: c.note } : {}),
-    } satisfies LedgerEntry);
+    await this.sink?.append(chargeEntryOf(reservation, usd, c, this.now().toISOString()));
   }
 
   chargeWorstCase(reservation: Reservation, note: string): Promise<void> {

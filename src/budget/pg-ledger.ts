@@ -25,7 +25,7 @@ import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { BudgetExceededError, ConfigError } from "../errors.ts";
 import { costUsd, type ModelPrice } from "../config/prices.ts";
-import { BudgetLedger } from "./ledger.ts";
+import { BudgetLedger, chargeEntryOf, reservationOf } from "./ledger.ts";
 import type { ChargeInput, Ledger, LedgerTotals, Reservation, ReserveRequest } from "./types.ts";
 
 const SCHEMA = `
@@ -322,17 +322,7 @@ export class PgLedger implements Ledger {
       );
       if (r.rows[0]) {
         this.snapshot = r.rows[0];
-        const reservation: Reservation = {
-          id,
-          usd: plan.usd,
-          stage: request.stage,
-          model: request.model,
-          chainId: request.chainId,
-          countedInputTokens: request.inputTokens,
-          inputTokens: plan.inputTokens,
-          maxOutputTokens: plan.maxOutputTokens,
-          price: request.price,
-        };
+        const reservation = reservationOf(id, request, plan);
         this.open.set(id, reservation);
         this.localOf.set(
           id,
@@ -365,21 +355,7 @@ export class PgLedger implements Ledger {
   async charge(reservation: Reservation, c: ChargeInput): Promise<void> {
     if (!this.open.delete(reservation.id)) throw new Error(`reservation ${reservation.id} is already settled`);
     const usd = c.usd ?? (reservation.price ? costUsd(reservation.price, c.inputTokens, c.outputTokens, c.cachedInputTokens ?? 0) : 0);
-    const entry = {
-      type: "charge",
-      id: reservation.id,
-      ts: new Date().toISOString(),
-      usd,
-      stage: reservation.stage,
-      model: reservation.model,
-      ...(reservation.chainId !== undefined ? { chain_id: reservation.chainId } : {}),
-      input_tokens: c.inputTokens,
-      output_tokens: c.outputTokens,
-      ...(c.cachedInputTokens !== undefined ? { cached_input_tokens: c.cachedInputTokens } : {}),
-      ...(c.requestId !== undefined ? { request_id: c.requestId } : {}),
-      ...(c.estimated ? { estimated: true } : {}),
-      ...(c.note !== undefined ? { note: c.note } : {}),
-    };
+    const entry = chargeEntryOf(reservation, usd, c, new Date().toISOString());
     await this.settleRow(reservation.id, usd, c.inputTokens, c.outputTokens, "charge", entry);
     const local = this.localOf.get(reservation.id);
     this.localOf.delete(reservation.id);
