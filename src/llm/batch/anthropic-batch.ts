@@ -7,8 +7,7 @@
  */
 import Anthropic from "@anthropic-ai/sdk";
 import { z } from "zod";
-import { loadApiKey } from "../../config/env.ts";
-import { joinUrl, redactingLogger, toProviderCallError } from "../errors.ts";
+import { SdkConnection, type BatchClientSettings } from "./sdk-connection.ts";
 import { anthropicMessageResponseSchema } from "../anthropic/anthropic-api.ts";
 import { anthropicMessageResult } from "../anthropic/anthropic-messages-model.ts";
 import { buildAnthropicBody } from "../anthropic/anthropic-options.ts";
@@ -26,29 +25,14 @@ const resultLineSchema = z.object({
 
 export class AnthropicBatchClient implements BatchClient {
   readonly provider = "anthropic" as const;
-  private client: Anthropic | undefined;
+  private readonly conn: SdkConnection<Anthropic>;
 
-  constructor(private readonly settings: { model: string; baseURL?: string | undefined; apiKey?: string | undefined; timeoutMs?: number | undefined }) {}
-
-  private sdk(): { client: Anthropic; apiKey: string } {
-    const apiKey = loadApiKey({ apiKey: this.settings.apiKey, envVar: "ANTHROPIC_API_KEY", option: "the apiKey option", provider: "anthropic" });
-    this.client ??= new Anthropic({
-      apiKey,
-      ...(this.settings.baseURL !== undefined ? { baseURL: this.settings.baseURL } : {}),
-      maxRetries: 2,
-      timeout: this.settings.timeoutMs ?? 120_000,
-      logger: redactingLogger([apiKey]),
-    });
-    return { client: this.client, apiKey };
+  constructor(private readonly settings: BatchClientSettings) {
+    this.conn = new SdkConnection("anthropic", "ANTHROPIC_API_KEY", settings, (o) => new Anthropic(o));
   }
 
-  private async guarded<T>(path: string, fn: (client: Anthropic) => Promise<T>): Promise<T> {
-    const { client, apiKey } = this.sdk();
-    try {
-      return await fn(client);
-    } catch (e) {
-      throw toProviderCallError(e, { url: joinUrl(client.baseURL, path), provider: "anthropic", secrets: [apiKey] });
-    }
+  private guarded<T>(path: string, fn: (client: Anthropic) => Promise<T>): Promise<T> {
+    return this.conn.guarded(path, fn);
   }
 
   async submit(items: readonly BatchItem[], _tag: string): Promise<string> {

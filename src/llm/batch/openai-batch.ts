@@ -7,8 +7,7 @@
  */
 import OpenAI, { toFile } from "openai";
 import { z } from "zod";
-import { loadApiKey } from "../../config/env.ts";
-import { joinUrl, redactingLogger, toProviderCallError } from "../errors.ts";
+import { SdkConnection, type BatchClientSettings } from "./sdk-connection.ts";
 import { openAIChatResponseSchema } from "../openai/openai-api.ts";
 import { openAIChatResult } from "../openai/openai-chat-model.ts";
 import { buildOpenAIChatBody } from "../openai/openai-options.ts";
@@ -25,29 +24,14 @@ export const OPENAI_BATCH_TAG_KEY = "rankchain_batch";
 
 export class OpenAIBatchClient implements BatchClient {
   readonly provider = "openai" as const;
-  private client: OpenAI | undefined;
+  private readonly conn: SdkConnection<OpenAI>;
 
-  constructor(private readonly settings: { model: string; baseURL?: string | undefined; apiKey?: string | undefined; timeoutMs?: number | undefined }) {}
-
-  private sdk(): { client: OpenAI; apiKey: string } {
-    const apiKey = loadApiKey({ apiKey: this.settings.apiKey, envVar: "OPENAI_API_KEY", option: "the apiKey option", provider: "openai" });
-    this.client ??= new OpenAI({
-      apiKey,
-      ...(this.settings.baseURL !== undefined ? { baseURL: this.settings.baseURL } : {}),
-      maxRetries: 2,
-      timeout: this.settings.timeoutMs ?? 120_000,
-      logger: redactingLogger([apiKey]),
-    });
-    return { client: this.client, apiKey };
+  constructor(private readonly settings: BatchClientSettings) {
+    this.conn = new SdkConnection("openai", "OPENAI_API_KEY", settings, (o) => new OpenAI(o));
   }
 
-  private async guarded<T>(path: string, fn: (client: OpenAI) => Promise<T>): Promise<T> {
-    const { client, apiKey } = this.sdk();
-    try {
-      return await fn(client);
-    } catch (e) {
-      throw toProviderCallError(e, { url: joinUrl(client.baseURL, path), provider: "openai", secrets: [apiKey] });
-    }
+  private guarded<T>(path: string, fn: (client: OpenAI) => Promise<T>): Promise<T> {
+    return this.conn.guarded(path, fn);
   }
 
   async submit(items: readonly BatchItem[], tag: string): Promise<string> {
