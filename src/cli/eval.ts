@@ -52,14 +52,13 @@ export function registerEval(program: Command): void {
         if (rerankers !== undefined && !rerank) throw new ConfigError("--rerankers needs --rerank FILE");
         if (!options.sts && !rerankers) throw new ConfigError("give --sts FILE (with --model) or --rerank FILE --rerankers LIST");
         if (options.sts && !options.model) throw new ConfigError("--sts needs --model DIR");
-        if (!options.sts) {
-          // loaded here, not at start-up: the ONNX runtime and tokenizers take seconds to import
-          const { runRerankEval, defaultEvalOut } = await import("../eval/rerankers-run.ts");
-          const { formatRerankTable } = await import("../eval/rerankers.ts");
+        // Loaded on demand, not at start-up: the ONNX runtime and tokenizers take seconds to import.
+        const runRerankers = async (list: string, out: string) => {
+          const { runRerankEval } = await import("../eval/rerankers-run.ts");
           const { join } = await import("node:path");
-          const r = await runRerankEval({
+          return runRerankEval({
             rerank: rerank!,
-            rerankers: rerankers!,
+            rerankers: list,
             depth,
             embedder: embedder ?? options.model,
             crossEncoder,
@@ -69,8 +68,13 @@ export function registerEval(program: Command): void {
             llmMaxUsd,
             prices,
             ledgerPath: options.data ? join(options.data, "ledger.jsonl") : undefined,
-            out: defaultEvalOut(options.data, options.out),
+            out,
           });
+        };
+        if (!options.sts) {
+          const { defaultEvalOut } = await import("../eval/rerankers-run.ts");
+          const { formatRerankTable } = await import("../eval/rerankers.ts");
+          const r = await runRerankers(rerankers!, defaultEvalOut(options.data, options.out));
           if (json) process.stdout.write(JSON.stringify(r.evaluation, null, 2) + "\n");
           else process.stdout.write(formatRerankTable(r.evaluation) + "\n");
           process.stderr.write(`eval.json: ${r.outPath}\n`);
@@ -90,23 +94,8 @@ export function registerEval(program: Command): void {
         else process.stdout.write(formatEvalTable(result.document) + "\n");
         process.stderr.write(`eval.json: ${result.outPath}${result.copiedTo ? ` (copied to ${result.copiedTo})` : ""}\n`);
         if (rerankers !== undefined) {
-          const { runRerankEval } = await import("../eval/rerankers-run.ts");
           const { formatRerankTable } = await import("../eval/rerankers.ts");
-          const { join } = await import("node:path");
-          const r = await runRerankEval({
-            rerank: rerank!,
-            rerankers,
-            depth,
-            embedder: embedder ?? options.model,
-            crossEncoder,
-            llmProvider,
-            llmModel,
-            llmBaseUrl,
-            llmMaxUsd,
-            prices,
-            ledgerPath: options.data ? join(options.data, "ledger.jsonl") : undefined,
-            out: result.outPath,
-          });
+          const r = await runRerankers(rerankers, result.outPath);
           if (!json) process.stdout.write(formatRerankTable(r.evaluation) + "\n");
           if (result.copiedTo) {
             const { copyFileSync } = await import("node:fs");
