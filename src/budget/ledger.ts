@@ -215,6 +215,22 @@ export function chargeEntryOf(reservation: Reservation, usd: number, c: ChargeIn
   };
 }
 
+/**
+ * Resolves when a reservation settles (the ledger calls every waiter it holds then) or `signal`
+ * aborts; at once when `openCount` is 0. Shared by every Ledger implementation.
+ */
+export function waitForSettleOf(openCount: number, waiters: Array<() => void>, signal?: AbortSignal): Promise<void> {
+  if (openCount === 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    waiters.push(done);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
 function clamp0(x: number): number {
   return x < 1e-12 ? 0 : x;
 }
@@ -442,15 +458,7 @@ export class BudgetLedger implements Ledger {
   }
 
   waitForSettle(signal?: AbortSignal): Promise<void> {
-    if (this.open.size === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        signal?.removeEventListener("abort", done);
-        resolve();
-      };
-      this.settleWaiters.push(done);
-      signal?.addEventListener("abort", done, { once: true });
-    });
+    return waitForSettleOf(this.open.size, this.settleWaiters, signal);
   }
 
   async charge(reservation: Reservation, c: ChargeInput): Promise<void> {

@@ -25,7 +25,7 @@ import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { BudgetExceededError, ConfigError } from "../errors.ts";
 import { costUsd, type ModelPrice } from "../config/prices.ts";
-import { BudgetLedger, chargeEntryOf, reservationOf } from "./ledger.ts";
+import { BudgetLedger, chargeEntryOf, reservationOf, waitForSettleOf } from "./ledger.ts";
 import type { ChargeInput, Ledger, LedgerTotals, Reservation, ReserveRequest } from "./types.ts";
 
 const SCHEMA = `
@@ -378,15 +378,7 @@ export class PgLedger implements Ledger {
   }
 
   waitForSettle(signal?: AbortSignal): Promise<void> {
-    if (this.open.size === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        signal?.removeEventListener("abort", done);
-        resolve();
-      };
-      this.settleWaiters.push(done);
-      signal?.addEventListener("abort", done, { once: true });
-    });
+    return waitForSettleOf(this.open.size, this.settleWaiters, signal);
   }
 
   private wake(): void {
