@@ -457,9 +457,16 @@ export class ChainGenerator {
     for (;;) {
       const rf = planned.kind === "plain" ? planned.req.responseFormat : undefined;
       const mode = this.structuredMode;
-      // json_schema is the request as it always was (same cache key as runs made before modes existed)
-      const effective: PlannedCall =
-        rf && planned.kind === "plain" && mode !== "json_schema" ? { kind: "plain", req: { ...planned.req, responseFormat: { ...rf, mode } } } : planned;
+      const effective = inMode(planned, mode);
+      if (rf && mode !== "json_schema") {
+        // A call paid for before the run stepped down (an earlier process, or a chain in flight
+        // when another chain's answer made the run step down) is stored under its own mode's key:
+        // use that answer rather than paying for the call again in the new mode.
+        for (const earlier of STRUCTURED_OUTPUT_MODES.slice(0, STRUCTURED_OUTPUT_MODES.indexOf(mode))) {
+          const hit = this.fromCache(this.keyOf(ctx.chainId, callIndex, inMode(planned, earlier)));
+          if (hit) return { ...hit, structuredMode: earlier };
+        }
+      }
       try {
         const result = await this.callOnce(ctx.chainId, callIndex, effective);
         return rf ? { ...result, structuredMode: mode } : result;
@@ -473,24 +480,34 @@ export class ChainGenerator {
     }
   }
 
-  private async callOnce(chainId: string, callIndex: number, planned: PlannedCall): Promise<GenerateResult> {
-    const ctx = { chainId };
+  /** The key a call's answer is stored under in responses.jsonl: chain, call index and the request as sent. */
+  private keyOf(chainId: string, callIndex: number, planned: PlannedCall): string {
     const fingerprint =
       planned.kind === "guided"
         ? { g: planned.req.guidance, p: planned.req.positive, n: planned.req.negative, m: planned.req.maxOutputTokens, t: planned.req.temperature, s: planned.req.seed }
         : { m: planned.req.messages, x: planned.req.maxOutputTokens, t: planned.req.temperature, s: planned.req.seed, f: planned.req.responseFormat };
-    const key = hashJson({ c: ctx.chainId, i: callIndex, r: fingerprint }).slice(0, 32);
+    return hashJson({ c: chainId, i: callIndex, r: fingerprint }).slice(0, 32);
+  }
+
+  /** An answer an earlier process (or attempt) already paid for, counted as reused. */
+  private fromCache(key: string): GenerateResult | undefined {
     const cached = this.o.cachedResponses.get(key);
-    if (cached) {
-      this.reused++;
-      return {
-        text: cached.text,
-        finishReason: { unified: cached.finish_reason.unified as GenerateResult["finishReason"]["unified"], raw: cached.finish_reason.raw ?? undefined },
-        usage: { inputTokens: cached.input_tokens, outputTokens: cached.output_tokens, cachedInputTokens: undefined },
-        warnings: [],
-        requestId: cached.request_id,
-      };
-    }
+    if (!cached) return undefined;
+    this.reused++;
+    return {
+      text: cached.text,
+      finishReason: { unified: cached.finish_reason.unified as GenerateResult["finishReason"]["unified"], raw: cached.finish_reason.raw ?? undefined },
+      usage: { inputTokens: cached.input_tokens, outputTokens: cached.output_tokens, cachedInputTokens: undefined },
+      warnings: [],
+      requestId: cached.request_id,
+    };
+  }
+
+  private async callOnce(chainId: string, callIndex: number, planned: PlannedCall): Promise<GenerateResult> {
+    const ctx = { chainId };
+    const key = this.keyOf(chainId, callIndex, planned);
+    const cached = this.fromCache(key);
+    if (cached) return cached;
     const messages = planned.kind === "guided" ? [...planned.req.positive, ...planned.req.negative] : planned.req.messages;
     const maxOut = planned.req.maxOutputTokens;
     return withRetries(
@@ -625,4 +642,10 @@ function changedSettings(before: GenerateRequest | GuidedGenerateRequest, after:
 
 function round(usd: number): number {
   return Math.round(usd * 1e9) / 1e9;
+}
+
+/** The call as sent in a structured-output mode; json_schema is the request as it always was (same cache key as runs made before modes existed). */
+function inMode(planned: PlannedCall, mode: StructuredOutputMode): PlannedCall {
+  const rf = planned.kind === "plain" ? planned.req.responseFormat : undefined;
+  return rf && planned.kind === "plain" && mode !== "json_schema" ? { kind: "plain", req: { ...planned.req, responseFormat: { ...rf, mode } } } : planned;
 }

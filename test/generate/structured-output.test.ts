@@ -6,7 +6,7 @@
  * rejected mode blindly. A ladder whose first item repeats the anchor loses that item only.
  */
 import { join } from "node:path";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import { runGenerate } from "../../src/generate/run.ts";
 import { parseLadderItems, parseLadderResponse } from "../../src/steering/prompt.ts";
@@ -169,5 +169,35 @@ describe("ladder items (issue 13)", () => {
     expect(parseLadderItems('{"steps": "nope"}', 2)).toBeUndefined();
     expect(parseLadderItems('{"steps": [1, 2]}', 2)).toBeUndefined();
     expect(parseLadderItems("just prose", 2)).toBeUndefined();
+  });
+});
+
+describe("resume after a step-down (issue 15: nothing paid for is requested again)", () => {
+  it("a chain whose call was paid in json_schema before another chain made the run step down is served from responses.jsonl", async () => {
+    // a server that takes json_schema: every call of the first process is paid in that mode
+    server = await startOpenAIServer({ structuredOutput: "openai" });
+    const dir = tmpDir();
+    const out = join(dir, "run");
+    const input = writeSeeds(dir, SEEDS.slice(0, 3));
+    await runGenerate(ladder(input, out, server.baseURL, { concurrency: 1 }));
+    const paid = server.requestsTo("/v1/chat/completions").length;
+    expect(paid).toBe(3);
+    // the process died after chain 2's call was paid but before its record was written, and
+    // another chain had made the run step down to json_object
+    const lines = readFileSync(join(out, "chains.jsonl"), "utf8").trim().split("\n");
+    const dropped = JSON.parse(lines[1]!).id as string;
+    writeFileSync(join(out, "chains.jsonl"), [lines[0], lines[2]].join("\n") + "\n");
+    const m = manifest(out);
+    m.structured_output = { mode: "json_object", changes: [{ from: "json_schema", to: "json_object", reason: "planted" }] };
+    writeFileSync(join(out, "run.json"), JSON.stringify(m, null, 2));
+    server.clearRequests();
+    const summary = await runGenerate(ladder(input, out, server.baseURL, { resume: true, concurrency: 1 }));
+    expect(summary.status).toBe("completed");
+    expect(server.requestsTo("/v1/chat/completions")).toHaveLength(0);
+    const chains = readJsonlFile<{ id: string; steps: string[] }>(join(out, "chains.jsonl"));
+    expect(chains.map((c) => c.id)).toContain(dropped);
+    expect(chains.find((c) => c.id === dropped)!.steps).toHaveLength(4);
+    const charges = readJsonlFile<{ type: string }>(join(out, "ledger.jsonl")).filter((e) => e.type === "charge");
+    expect(charges).toHaveLength(3);
   });
 });
