@@ -1,4 +1,4 @@
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { estimate, type EstimateOptions } from "../api/estimate.ts";
 import { addGenerationOptions } from "./generate.ts";
 import { action, numberOption } from "./run-command.ts";
@@ -9,6 +9,7 @@ export function registerEstimate(program: Command): void {
     .description("print the typical cost of a generate run and a worst-case bound, for an input and settings; spends nothing, needs no key or server");
   addGenerationOptions(cmd)
     .option("--max-usd <usd>", "report how many seeds fit under this cap, typically and guaranteed (at the worst case)", numberOption("--max-usd", { min: 0 }))
+    .addOption(new Option("--mode <mode>", "price the run as online calls or through the provider's batch API (half the list price; openai/anthropic)").choices(["online", "batch"]).default("online"))
     .option("--json", "print JSON only", false)
     .action(
       action(async (opts: Record<string, unknown>) => {
@@ -26,7 +27,8 @@ export function registerEstimate(program: Command): void {
           return;
         }
         const noPrice = "unknown (no price for this model: pass --price-input/--price-output)";
-        const prices = price ? `  (prices as of ${table.as_of}: $${price.input}/M in, $${price.output}/M out)` : "";
+        const batchNote = out.mode === "batch" ? `, batch API: half of $${out.list_price?.input}/M in, $${out.list_price?.output}/M out` : "";
+        const prices = price ? `  (prices as of ${table.as_of}: $${price.input}/M in, $${price.output}/M out${batchNote})` : "";
         process.stdout.write(
           [
             `seeds            ${est.seeds}${est.sampled < est.seeds ? ` (counted a sample of ${est.sampled})` : ""}`,

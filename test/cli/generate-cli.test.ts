@@ -171,6 +171,26 @@ describe("rankchain estimate", () => {
     expect(server.requests).toHaveLength(0);
   });
 
+  it("--mode batch prices the run at the batch API's half price, and refuses a provider without one", async () => {
+    const dir = tmpDir();
+    const input = writeSeeds(dir, SEEDS);
+    const args = ["estimate", "--input", input, "--provider", "openai", "--model", "gpt-4o-mini", "--steps", "4", "--json"];
+    const online = JSON.parse((await cli(args)).stdout);
+    const r = await cli([...args, "--mode", "batch"]);
+    expect(r.code, r.stderr).toBe(0);
+    const batch = JSON.parse(r.stdout);
+    expect(batch.mode).toBe("batch");
+    expect(batch.list_price).toEqual(online.price);
+    expect(batch.inputTokens).toEqual(online.inputTokens);
+    expect(batch.usd.typical).toBeCloseTo(online.usd.typical / 2, 10);
+    expect(batch.usd.worst).toBeCloseTo(online.usd.worst / 2, 10);
+    const text = await cli(["estimate", "--input", input, "--provider", "openai", "--model", "gpt-4o-mini", "--steps", "4", "--mode", "batch"]);
+    expect(text.stdout).toMatch(/batch API: half of \$/);
+    const bad = await cli(["estimate", "--input", input, "--provider", "openai-compatible", "--model", "qwen2.5-7b", "--price-input", "1", "--price-output", "1", "--mode", "batch"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/mode/);
+  });
+
   it("needs no --base-url for an openai-compatible model (it never contacts a server)", async () => {
     const dir = tmpDir();
     const r = await cli(["estimate", "--input", writeSeeds(dir, SEEDS), "--provider", "openai-compatible", "--model", "qwen2.5-7b", "--price-input", "1", "--price-output", "2", "--max-usd", "0.01", "--json"], {
