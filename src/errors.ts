@@ -82,6 +82,32 @@ export class ProviderCallError extends RankchainError {
   }
 }
 
+/**
+ * A connection failure of one server of a `--base-url` farm while other servers are still in
+ * rotation. Retried (the farm routes the retry elsewhere) and billed exactly like the failure it
+ * wraps (its cause), but it says nothing about whether the provider can be reached, so the circuit
+ * breaker does not count it: one crashed server must not stop a run the others are serving.
+ */
+export class FarmMemberDownError extends ProviderCallError {
+  override readonly name: string = "FarmMemberDownError";
+  constructor(
+    readonly server: string,
+    readonly serversUp: number,
+    failure: ProviderCallError,
+  ) {
+    super(`${failure.message} (server ${server} taken out of rotation; ${serversUp} other server${serversUp === 1 ? "" : "s"} still up)`, {
+      url: failure.url,
+      status: failure.status,
+      requestId: failure.requestId,
+      bodyExcerpt: failure.bodyExcerpt,
+      isRetryable: failure.isRetryable,
+      shouldRetryHeader: failure.shouldRetryHeader,
+      retryAfterMs: failure.retryAfterMs,
+      cause: failure,
+    });
+  }
+}
+
 export type RetryErrorReason = "maxRetriesExceeded" | "errorNotRetryable" | "abort";
 
 /** Retries ran out (or the error was not retryable). Holds every attempt's error. */

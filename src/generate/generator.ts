@@ -1,4 +1,4 @@
-import { BudgetExceededError, ProviderCallError, RankchainError, RetryError, PendingAtProviderError } from "../errors.ts";
+import { BudgetExceededError, FarmMemberDownError, ProviderCallError, RankchainError, RetryError, PendingAtProviderError } from "../errors.ts";
 import type { Ledger } from "../budget/types.ts";
 import { countQuality, settleFailure } from "../budget/billing.ts";
 import type { ModelPrice } from "../config/prices.ts";
@@ -139,7 +139,8 @@ export const DEFAULT_MAX_CONNECTION_FAILURES = 5;
  * and malformed bodies carry a status.)
  */
 export function isConnectionFailure(e: unknown): boolean {
-  return e instanceof ProviderCallError && e.status === undefined && e.isRetryable;
+  // a farm member's failure while others serve is routed elsewhere, not a sign the provider is down
+  return e instanceof ProviderCallError && e.status === undefined && e.isRetryable && !(e instanceof FarmMemberDownError);
 }
 
 /** A message shortened at a word boundary (never mid-path), with an ellipsis when shortened. */

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ServerFarmModel } from "../../src/llm/openai/server-farm.ts";
-import { ProviderCallError } from "../../src/errors.ts";
+import { ProviderCallError, ProviderUnreachableError } from "../../src/errors.ts";
 import { runGenerate } from "../../src/generate/run.ts";
 import { startOpenAIServer, type OpenAIServer, type Responder } from "../servers/index.ts";
 import { config, readJsonlFile, SEEDS, tmpDir, writeSeeds } from "../generate/helpers.ts";
@@ -94,5 +94,36 @@ describe("--base-url URL1,URL2: a farm of OpenAI-compatible servers", { timeout:
     expect(servers[0]).toMatchObject({ ok: 0, downs: 1 });
     expect(servers[0]!.failed).toBeGreaterThanOrEqual(1);
     expect(servers[1]!.ok).toBe(8);
+  });
+  it("a server that crashes with calls in flight does not trip the circuit breaker while another answers; every server dead still does (exit 4)", async () => {
+    const a = await server({ responder: async (_r, ctx) => (await new Promise((r) => setTimeout(r, 300)), ctx.defaultReply()) });
+    // b takes calls until 3 are in flight, then drops all their connections at once (a crash)
+    let inFlight = 0;
+    let crash: () => void = () => {};
+    const crashed = new Promise<void>((r) => (crash = r));
+    const b = await server({
+      responder: async () => {
+        if (++inFlight >= 3) crash();
+        await Promise.race([crashed, new Promise((r) => setTimeout(r, 2000))]);
+        return { type: "reset" };
+      },
+    });
+    const dir = tmpDir();
+    const out = join(dir, "run");
+    const summary = await runGenerate(
+      config({ input: writeSeeds(dir, SEEDS.slice(0, 8)), out, provider: "openai-compatible", model: "llama-3-8b", baseUrl: `${b.baseURL},${a.baseURL}`, steps: 2, concurrency: 8, maxConnectionFailures: 2 }),
+    );
+    expect(summary.status).toBe("completed");
+    expect(readJsonlFile(join(out, "chains.jsonl"))).toHaveLength(8);
+    const servers = (summary.manifest as any).servers as Array<{ failed: number }>;
+    expect(servers[0]!.failed).toBeGreaterThanOrEqual(3);
+
+    const deadA = a.baseURL;
+    await a.close();
+    await b.close();
+    const err = await runGenerate(
+      config({ input: writeSeeds(dir, SEEDS.slice(0, 8)), out: join(dir, "run2"), provider: "openai-compatible", model: "llama-3-8b", baseUrl: `${b.baseURL},${deadA}`, steps: 2, concurrency: 4, maxConnectionFailures: 2 }),
+    ).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ProviderUnreachableError);
   });
 });

@@ -8,10 +8,12 @@
  * 2 s, … 30 s by default); when its back-off has passed, a health check (GET {base}/models, any HTTP
  * answer below 500 counts as alive: not every server has that route) decides whether it comes back,
  * else the back-off doubles. If every server is down, the call goes to the one whose back-off ends
- * first (the orchestrator's retries then pace the run). The failing call's error is rethrown
- * unchanged: the orchestrator owns retries and the ledger, and its retry is routed elsewhere.
+ * first (the orchestrator's retries then pace the run). The failing call's error is rethrown for
+ * the orchestrator, which owns retries and the ledger, and its retry is routed elsewhere; a
+ * connection failure while other servers are up is wrapped in a FarmMemberDownError (billed like
+ * its cause) so that the circuit breaker counts only failures of the whole farm.
  */
-import { ProviderCallError } from "../../errors.ts";
+import { FarmMemberDownError, ProviderCallError } from "../../errors.ts";
 import type { ChatMessage, GenerateRequest, GenerateResult, JsonResponseFormat, LanguageModel, ModelCapabilities, ServerStats, TokenCount } from "../types.ts";
 import { createOpenAICompatibleModel, type OpenAICompatibleModelSettings } from "./openai-compatible-model.ts";
 
@@ -90,7 +92,11 @@ export class ServerFarmModel implements LanguageModel {
       return result;
     } catch (e) {
       m.stats.failed++;
-      if (isServerFault(e) && !request.abortSignal?.aborted) this.markDown(m);
+      if (isServerFault(e) && !request.abortSignal?.aborted) {
+        this.markDown(m);
+        const up = this.members.filter((o) => o !== m && o.stats.healthy).length;
+        if (up > 0 && e instanceof ProviderCallError && e.status === undefined) throw new FarmMemberDownError(m.url, up, e);
+      }
       throw e;
     } finally {
       m.stats.outstanding--;
