@@ -4,16 +4,22 @@
  * vectors (sentence embeddings are clustered; uniform random vectors would make HNSW look worse
  * and exact search look the same). Each size runs in its own child process so peak RSS is per size.
  *
- *   npx tsx bench/mine/run.ts [--sizes 10000,100000,1000000] [--dim 384] [--queries 1000] [--k 58] [--exact-queries 100]
- *                             [--connectivity 16] [--ef-add 128] [--ef-search 128]
+ *   npx tsx bench/mine/run.ts [--sizes 10000,100000,1000000] [--dim 384] [--queries 1000] [--k 58] [--exact-queries 50]
+ *                             [--connectivity 16] [--ef-add 128] [--ef-search 128] [--threads 1]
  *
  * Prints per size: HNSW build (vectors/s), HNSW search (queries/s and candidates/s = queries × pool
  * / s, the brute-force-equivalent rate), exact search on a subsample of the queries (queries/s,
  * candidates/s), recall@k of HNSW against exact on that subsample, and the child's peak RSS.
  * The speed ratio HNSW/exact is measured in the same process, one after the other.
+ *
+ * The pool is handed to usearch as one Float32Array batch; --threads sets usearch's threads for
+ * add and search (0 = one per core; the default 1 keeps the bench to one core on a shared machine).
+ * Exact search costs queries × pool dot products, so at 1M a few dozen exact queries are enough for
+ * recall and rate. Each row carries the 1-minute load average at the child's start and end.
  */
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { loadavg } from "node:os";
 import { exactTopK, HnswIndex, normalizeRows } from "../../src/vector/index.ts";
 import { mulberry32 } from "../../src/util/random.ts";
 
@@ -39,7 +45,9 @@ async function child(size: number): Promise<void> {
   const d = Number(arg("dim", "384"));
   const nq = Number(arg("queries", "1000"));
   const k = Number(arg("k", "58")); // top-k 50 + the near steps mine over-fetches
-  const exactQ = Math.min(nq, Number(arg("exact-queries", "100")));
+  const exactQ = Math.min(nq, Number(arg("exact-queries", "50")));
+  const threads = Number(arg("threads", "1"));
+  const loadStart = loadavg()[0]!;
   const clusters = Math.max(16, Math.round(size / 200));
   const pool = clustered(size, d, clusters, 1);
   const queries = clustered(nq, d, clusters, 1); // same centres (same seed), new noise below
@@ -52,6 +60,7 @@ async function child(size: number): Promise<void> {
     connectivity: Number(arg("connectivity", "16")),
     expansionAdd: Number(arg("ef-add", "128")),
     expansionSearch: Number(arg("ef-search", "128")),
+    threads,
   });
   const buildS = (performance.now() - t) / 1000;
   t = performance.now();
@@ -84,6 +93,9 @@ async function child(size: number): Promise<void> {
     vectors_mb: Math.round((size * d * 4) / 2 ** 20),
     connectivity: index.options.connectivity,
     ef_add: index.options.expansionAdd,
+    threads,
+    load_start: +loadStart.toFixed(2),
+    load_end: +loadavg()[0]!.toFixed(2),
   };
   process.stdout.write(JSON.stringify(row) + "\n");
 }

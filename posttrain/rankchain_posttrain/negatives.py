@@ -16,13 +16,22 @@ Two ways to pick negatives (``--negatives``):
     re-encoded every ``--corrector-every`` steps. Negatives are re-ranked in the corrected cache.
 
 Every re-encoding is counted (``reencoded`` in training.json), so the compute of the remedies can be
-compared. The cache is not checkpointed: ``--resume`` rebuilds it from the resumed model.
+compared. Checkpoints carry the cache mode's state (:meth:`GroupTraining.state_dict`, written next to
+the model state as ``negatives_state.pt``): the stale cache itself, the corrector's weights, its
+optimizer and fit history, the refresh count and the re-encoding counters, under a fingerprint of
+the pool (its texts), the cache's shape, the corrector's shape and the checkpoint's step. ``--resume``
+restores them when the fingerprint matches, so a resumed run re-ranks in the same stale, corrected
+cache as the uninterrupted one; otherwise (file missing or from another pool/step) it rebuilds the
+cache from the resumed model and starts a fresh corrector, and says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import math
+import os
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +47,7 @@ from .losses.lce import GroupEmbeddings
 from .modeling import encode
 
 NEGATIVE_MODES = ("mined", "cache")
+NEGATIVES_STATE_FILE = "negatives_state.pt"
 
 
 def add_group_arguments(p: argparse.ArgumentParser) -> None:
@@ -178,6 +188,15 @@ class GroupTraining:
         self.cache = self._encode_pool(model)
         self.reencoded["cache_build"] += len(self.pool_texts)
         if self.args.corrector:
+            self._new_corrector()
+
+    def _new_corrector(self) -> None:
+        """A fresh corrector, initialised from its own seed: creating it never moves the global RNG, so a
+        resumed run (which creates it after the checkpoint's RNG state is restored) draws the same dropout
+        masks as the uninterrupted one."""
+        assert self.cache is not None
+        with torch.random.fork_rng(devices=[]):  # the weights are initialised on the CPU, then moved
+            torch.default_generator.manual_seed(self.seed)
             self.corrector = CorrectorTrainer(
                 self.cache.shape[1], hidden=self.args.corrector_hidden, lr=self.args.corrector_lr, device=self.device
             )
@@ -257,6 +276,80 @@ class GroupTraining:
         if self.corrector is not None:
             out["corrected_mse"] = float(F.mse_loss(self.corrected_cache()[ids], fresh))
         return out
+
+    # ---- checkpoints (cache mode)
+    def pool_sha256(self) -> str:
+        """sha256 over the pool's texts in pool order (what the cache rows mean)."""
+        h = hashlib.sha256()
+        for t in getattr(self, "pool_texts", []):
+            h.update(t.encode("utf-8"))
+            h.update(b"\0")
+        return h.hexdigest()
+
+    def state_fingerprint(self, step: int) -> str:
+        """What a saved state must agree on to be restored: pool, cache shape, corrector shape, step."""
+        fp = {
+            "pool_sha256": self.pool_sha256(),
+            "cache_shape": None if self.cache is None else list(self.cache.shape),
+            "corrector": None if self.corrector is None else self.corrector.net.config_dict(),
+            "step": step,
+        }
+        return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
+
+    def state_dict(self, step: int) -> dict[str, Any]:
+        """The cache mode's resumable state at ``step`` (empty in mined mode)."""
+        if self.mode != "cache" or self.cache is None:
+            return {}
+        return {
+            "fingerprint": self.state_fingerprint(step),
+            "step": step,
+            "cache": self.cache.detach().float().cpu(),
+            "refreshes": self.refreshes,
+            "reencoded": dict(self.reencoded),
+            "corrector": None if self.corrector is None else {
+                "net": {k: v.detach().cpu() for k, v in self.corrector.net.state_dict().items()},
+                "optimizer": self.corrector.optimizer.state_dict(),
+                "history": list(self.corrector.history),
+            },
+        }
+
+    def save_state(self, path: str, step: int) -> bool:
+        """Writes :meth:`state_dict` atomically; returns whether there was anything to write."""
+        state = self.state_dict(step)
+        if not state:
+            return False
+        tmp = path + ".tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+        return True
+
+    def resume(self, model, path: str, step: int) -> str:
+        """Restores a saved state for ``step`` or rebuilds the cache from ``model``.
+
+        Returns "restored", or why it rebuilt: "missing" (no file) or "invalidated" (another pool,
+        cache shape, corrector shape or step). Mined mode: "mined" (nothing to restore).
+        """
+        if self.mode != "cache":
+            return "mined"
+        saved = torch.load(path, map_location="cpu", weights_only=True) if os.path.isfile(path) else None
+        why = "missing" if saved is None else "invalidated"
+        if saved is not None:
+            cache = saved["cache"]
+            self.cache = cache.to(self.device)  # the shape enters the fingerprint below
+            if self.args.corrector:
+                self._new_corrector()
+            if saved.get("fingerprint") == self.state_fingerprint(step) and (saved["corrector"] is None) == (self.corrector is None):
+                self.refreshes = int(saved["refreshes"])
+                self.reencoded = {**self.reencoded, **{k: int(v) for k, v in saved["reencoded"].items()}}
+                if self.corrector is not None:
+                    self.corrector.net.load_state_dict(saved["corrector"]["net"])
+                    self.corrector.optimizer.load_state_dict(saved["corrector"]["optimizer"])
+                    self.corrector.history = list(saved["corrector"]["history"])
+                return "restored"
+            self.cache = None
+            self.corrector = None
+        self.setup(model)
+        return why
 
     def record(self) -> dict[str, Any]:
         rec: dict[str, Any] = {

@@ -31,7 +31,7 @@ from .errors import DataError, ExportFailedError, NonFiniteLossError, PosttrainE
 from .evaluate import ChainOrderEvaluator, StsEvaluator, versions, write_json
 from .groups import load_groups, looks_like_groups_file, resolve_groups_file
 from .losses import CombinedLoss, is_group_loss, parse_loss_spec
-from .negatives import GroupTraining, add_group_arguments, check_group_args
+from .negatives import NEGATIVES_STATE_FILE, GroupTraining, add_group_arguments, check_group_args
 from .modeling import POOLINGS, describe_encoder, embed, load_encoder
 from .progress import Progress
 from .teacher_cache import CACHE_FILE, TeacherEmbeddingCache, estimated_bytes, teacher_fingerprint
@@ -329,8 +329,6 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
     wrapped, optimizer = accelerator.prepare(student, optimizer)
     base = accelerator.unwrap_model(wrapped)
     group_training = GroupTraining(group_data, args, device) if group_data is not None else None
-    if group_training is not None:
-        group_training.setup(base)  # cache mode: encode the candidate pool once
 
     os.makedirs(out, exist_ok=True)
     if main and held_chains:
@@ -349,6 +347,14 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
         history = resume_state.get("history", [])
         best = resume_state.get("best")
         progress.log(f"resumed from {ckpt_dir} at step {step}")
+    negatives_path = os.path.join(ckpt_dir, NEGATIVES_STATE_FILE if world == 1 else f"negatives_state.rank{rank}.pt")
+    if group_training is not None:
+        if resume_state is not None:  # the checkpoint's cache and corrector, or a cache rebuilt from the resumed model
+            how = group_training.resume(base, negatives_path, step)
+            if how != "mined":
+                progress.log(f"negatives state {negatives_path}: {how}" + ("" if how == "restored" else "; cache rebuilt from the resumed model, new corrector"))
+        else:
+            group_training.setup(base)  # cache mode: encode the candidate pool once
 
     # The selection metric (held-out chains' ranking agreement, or STS with --select sts); STS is
     # otherwise only monitored, so a set that eval reports never chooses the model.
@@ -391,6 +397,8 @@ def train(args: argparse.Namespace, progress: Progress | None = None) -> dict[st
         accelerator.save_state(ckpt_dir)
         if teacher_cache is not None:
             teacher_cache.save(cache_path)
+        if group_training is not None:
+            group_training.save_state(negatives_path, at_step)
         if main:
             with open(state_path + ".tmp", "w", encoding="utf-8") as fh:
                 json.dump({"step": at_step, "fingerprint": fp, "scheduler": scheduler.state_dict(),

@@ -262,3 +262,69 @@ def test_issue10_bad_group_arguments_exit_2(tmp_path, capsys):
     (empty / "validated.jsonl").write_text(json.dumps(chain_record(0, CHAINS[0])) + "\n")
     assert train_mod.main(["--data", str(empty), "--out", str(tmp_path / "d"), "--loss", "lce", *common]) == 2
     assert "rankchain mine" in capsys.readouterr().err
+
+
+def test_issue10_resume_restores_the_stale_cache_and_the_corrector(tmp_path, monkeypatch, capsys):
+    """A run stopped after its step-2 checkpoint and resumed ends with the same model, cache, corrector
+    weights and optimizer, fit history and re-encoding counts as the same run uninterrupted; without
+    the saved state the resumed run rebuilds the cache from the resumed model and starts a new corrector."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from rankchain_posttrain.negatives import NEGATIVES_STATE_FILE
+
+    run = make_run(tmp_path / "run")
+    common = ("--loss", "lce", "--corrector", "--corrector-sample", "8", "--epochs", "3", "--max-steps", "4",
+              "--checkpoint-every", "2")
+    quiet = train_mod.Progress(stream=open("/dev/null", "w"))
+    whole = train_mod.train(args_for(run, tmp_path / "whole", *common), quiet)
+    whole_state = torch.load(tmp_path / "whole" / "checkpoints" / "last" / NEGATIVES_STATE_FILE, weights_only=True)
+    assert whole_state["step"] == 4 and len(whole_state["corrector"]["history"]) == 4
+
+    class Crash(RuntimeError):
+        pass
+
+    real_after_step = GroupTraining.after_step
+
+    def crash_at_3(self, step, *a, **k):
+        if step == 3:
+            raise Crash("stopped after the step-2 checkpoint")
+        return real_after_step(self, step, *a, **k)
+
+    monkeypatch.setattr(GroupTraining, "after_step", crash_at_3)
+    with pytest.raises(Crash):
+        train_mod.train(args_for(run, tmp_path / "cut", *common), quiet)
+    monkeypatch.setattr(GroupTraining, "after_step", real_after_step)
+    saved = torch.load(tmp_path / "cut" / "checkpoints" / "last" / NEGATIVES_STATE_FILE, weights_only=True)
+    assert saved["step"] == 2 and len(saved["corrector"]["history"]) == 2
+    assert any(float(v.abs().max()) > 0 for k, v in saved["corrector"]["net"].items() if k.startswith("down."))  # not the identity
+    shutil.copytree(tmp_path / "cut", tmp_path / "cut_nostate")
+    (tmp_path / "cut_nostate" / "checkpoints" / "last" / NEGATIVES_STATE_FILE).unlink()
+
+    capsys.readouterr()
+    resumed = train_mod.train(args_for(run, tmp_path / "cut", *common, "--resume"), quiet)
+    assert "restored" in capsys.readouterr().err
+    state = torch.load(tmp_path / "cut" / "checkpoints" / "last" / NEGATIVES_STATE_FILE, weights_only=True)
+    assert torch.allclose(state["cache"], whole_state["cache"], atol=1e-6)  # the step-0 cache, not one rebuilt at step 2
+    for k, v in whole_state["corrector"]["net"].items():
+        assert torch.allclose(state["corrector"]["net"][k], v, atol=1e-5), k
+    flat = lambda h: [e[k] for e in h for k in sorted(e)]  # noqa: E731
+    assert flat(state["corrector"]["history"]) == pytest.approx(flat(whole_state["corrector"]["history"]), rel=1e-4, abs=1e-9)
+    assert state["corrector"]["optimizer"]["state"][0]["step"] == whole_state["corrector"]["optimizer"]["state"][0]["step"] == 4 * 5
+    # the step after resuming starts from the restored corrector, not the identity
+    assert state["corrector"]["history"][2]["mse_before"] != state["corrector"]["history"][2]["identity_mse"]
+    a = load_file(tmp_path / "whole" / "checkpoints" / "final" / "model.safetensors")
+    b = load_file(tmp_path / "cut" / "checkpoints" / "final" / "model.safetensors")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
+    g, w = resumed["groups"], whole["groups"]
+    assert g["reencoded"] == w["reencoded"] and g["corrector"]["fits"] == 4
+    assert g["reencoded"]["cache_build"] == len(GroupTraining(load_groups(str(run / "groups.jsonl")), args_for(run, tmp_path / "x", *common), torch.device("cpu")).pool_texts)
+
+    # no saved state: the cache is rebuilt from the resumed (step-2) model, the corrector starts again
+    rebuilt = train_mod.train(args_for(run, tmp_path / "cut_nostate", *common, "--resume"), quiet)
+    assert "missing" in capsys.readouterr().err
+    r = rebuilt["groups"]
+    assert r["reencoded"]["cache_build"] == g["reencoded"]["cache_build"] and r["corrector"]["fits"] == 2
+    state2 = torch.load(tmp_path / "cut_nostate" / "checkpoints" / "last" / NEGATIVES_STATE_FILE, weights_only=True)
+    assert not torch.allclose(state2["cache"], whole_state["cache"], atol=1e-6)
