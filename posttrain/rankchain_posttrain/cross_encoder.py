@@ -32,6 +32,7 @@ import torch
 from .data import Chain, load_chains
 from .errors import DataError, ModelLoadError, NonFiniteLossError
 from .evaluate import versions, write_json
+from .losses.ce_ranknet import ce_ranknet_loss
 from .progress import Progress
 from .selection import effective_holdout_fraction, split_holdout
 
@@ -41,20 +42,36 @@ DEFAULT_LR = 2e-5
 
 def chain_pairs(chains: Sequence[Chain], seed: int, negatives: int = 1) -> list[tuple[str, str, float]]:
     """(query, passage, target) pairs with graded targets ``1 - (j - i) / k`` and 0 for other chains."""
+    return [(q, p, y) for q, p, y, _ in grouped_chain_pairs(chains, seed, negatives)]
+
+
+def grouped_chain_pairs(chains: Sequence[Chain], seed: int, negatives: int = 1) -> list[tuple[str, str, float, int]]:
+    """:func:`chain_pairs` with a fourth field: the query's group (one per chain position used as a query)."""
     rng = random.Random(seed)
-    pairs: list[tuple[str, str, float]] = []
+    pairs: list[tuple[str, str, float, int]] = []
+    group = 0
     for ci, chain in enumerate(chains):
         s = chain.sentences
         k = len(s)
         for i in range(k):
             for j in range(i + 1, k):
-                pairs.append((s[i], s[j], 1.0 - (j - i) / k))
+                pairs.append((s[i], s[j], 1.0 - (j - i) / k, group))
             if len(chains) > 1:
                 for _ in range(negatives if i == 0 else 0):
                     other = rng.randrange(len(chains) - 1)
                     other += other >= ci
-                    pairs.append((s[i], rng.choice(chains[other].sentences), 0.0))
+                    pairs.append((s[i], rng.choice(chains[other].sentences), 0.0, group))
+            group += 1
     return pairs
+
+
+def head_parameters(model) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+    """(encoder, head) parameters: the head is what lies outside the base model (the fresh classifier)."""
+    prefix = getattr(model, "base_model_prefix", "") + "."
+    enc, head = [], []
+    for n, p in model.named_parameters():
+        (enc if prefix != "." and n.startswith(prefix) else head).append(p)
+    return enc, head
 
 
 def load_cross_encoder(path: str, device: str | torch.device = "cpu"):
@@ -210,7 +227,12 @@ def train_cross_encoder(args: argparse.Namespace, progress: Progress | None = No
     max_len = args.max_seq_length or 256
     model, tokenizer = load_cross_encoder(args.base_model, device)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    enc_params, head_params = head_parameters(model)
+    head_lr = getattr(args, "ce_head_lr", None) or args.lr
+    optimizer = torch.optim.AdamW(
+        [{"params": enc_params, "lr": args.lr}, {"params": head_params, "lr": head_lr}], lr=args.lr, weight_decay=args.weight_decay
+    )
+    ce_loss = getattr(args, "ce_loss", "bce")
     batches_per_epoch = math.ceil(len(chains) / args.batch_chains)
     total = batches_per_epoch * args.epochs
     if args.max_steps is not None:
@@ -229,11 +251,21 @@ def train_cross_encoder(args: argparse.Namespace, progress: Progress | None = No
         order = list(range(len(chains)))
         random.Random(f"{args.seed}:{epoch}").shuffle(order)
         batch = [chains[i] for i in order[index * args.batch_chains : (index + 1) * args.batch_chains]]
-        pairs = chain_pairs(batch if len(batch) > 1 else batch + [chains[(order[0] + 1) % len(chains)]], seed=args.seed + step)
+        pairs = grouped_chain_pairs(batch if len(batch) > 1 else batch + [chains[(order[0] + 1) % len(chains)]], seed=args.seed + step)
         enc = tokenizer([p[0] for p in pairs], [p[1] for p in pairs], padding=True, truncation=True, max_length=max_len, return_tensors="pt")
         enc = {k: v.to(device) for k, v in enc.items()}
         logits = model(**enc).logits[:, 0]
-        loss = bce(logits.float(), torch.tensor([p[2] for p in pairs], device=device))
+        targets = torch.tensor([p[2] for p in pairs], device=device)
+        parts: dict[str, float] = {}
+        loss = logits.float().sum() * 0.0
+        if ce_loss in ("bce", "bce+ranknet"):
+            part = bce(logits.float(), targets)
+            parts["bce"] = float(part.detach())
+            loss = loss + part
+        if ce_loss in ("ranknet", "bce+ranknet"):
+            part = ce_ranknet_loss(logits, targets, torch.tensor([p[3] for p in pairs], device=device))
+            parts["ranknet"] = float(part.detach())
+            loss = loss + part
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"non-finite cross-encoder loss at step {step + 1}; lower --lr")
         loss.backward()
@@ -244,7 +276,7 @@ def train_cross_encoder(args: argparse.Namespace, progress: Progress | None = No
         optimizer.zero_grad(set_to_none=True)
         step += 1
         last = float(loss.detach())
-        progress.emit("step", step=step, total=total, epoch=epoch, loss=last, parts={"bce": last}, lr=lr_used,
+        progress.emit("step", step=step, total=total, epoch=epoch, loss=last, parts=parts, lr=lr_used,
                       elapsed=round(time.time() - started, 3))
     after = chain_order_kendall(model, tokenizer, held, max_len) if held else None
     model_dir = os.path.join(out, "model")
@@ -264,7 +296,9 @@ def train_cross_encoder(args: argparse.Namespace, progress: Progress | None = No
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "kind": "cross-encoder",
         "args": vars(args),
-        "loss": {"spec": "bce_graded", "config": {"targets": "1 - (j - i) / k for pairs (i < j) of a chain of k; 0 for another chain's sentence"}},
+        "loss": {"spec": {"bce": "bce_graded", "ranknet": "ranknet", "bce+ranknet": "bce_graded+ranknet"}[ce_loss],
+                 "config": {"targets": "1 - (j - i) / k for pairs (i < j) of a chain of k; 0 for another chain's sentence",
+                            "ranknet": "softplus(s_b - s_a) over pairs of one query with t_a > t_b", "head_lr": head_lr}},
         "data": {**data.stats, "sha256": data.sha256, "train_chains": len(chains), "heldout_chains": len(held)},
         "base_model": args.base_model,
         "steps": step,

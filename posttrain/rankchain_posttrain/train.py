@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_group_arguments(p)
     p.add_argument("--cross-encoder", action="store_true",
                    help="train a cross-encoder (one-label head on --base-model) on chain pairs with graded targets instead of an embedder")
+    p.add_argument("--ce-loss", default="bce", choices=("bce", "ranknet", "bce+ranknet"),
+                   help="--cross-encoder loss: bce on graded targets, ranknet (pairwise, per query), or their sum (default bce)")
+    p.add_argument("--ce-head-lr", type=float, help="--cross-encoder: learning rate of the fresh classification head (default: --lr)")
     p.add_argument("--cross-encoder-teacher", help="cross-encoder directory for --loss distill (e.g. OUT/model of posttrain --cross-encoder)")
     return p
 
@@ -113,7 +116,7 @@ def check_args(args: argparse.Namespace) -> None:
 
     for name in ("epochs", "batch_chains", "max_steps", "checkpoint_every", "max_seq_length"):
         positive(name.replace("_", "-"), getattr(args, name), True)
-    for name in ("lr", "tau", "tau2", "max_grad_norm"):
+    for name in ("lr", "tau", "tau2", "max_grad_norm", "ce_head_lr"):
         positive(name.replace("_", "-"), getattr(args, name))
     if not math.isfinite(args.omega) or args.omega < 0:
         raise DataError(f"--omega must be a number >= 0, got {args.omega!r}")
