@@ -69,6 +69,8 @@ export function registerPosttrain(program: Command): void {
     .option("--cache-guard <x>", "cache mode: skip candidates scored above x times the positive (default 0.95)", positive("--cache-guard"))
     .option("--no-export", "skip the ONNX export")
     .option("--cross-encoder", "train a cross-encoder instead: a one-label head on --base-model, fitted to graded targets from chain distance; exports onnx/model.onnx (for validate --judge and eval --rerankers)")
+    .option("--ce-loss <loss>", "--cross-encoder loss: bce (graded targets) | ranknet (pairwise within a query) | bce+ranknet", choice("--ce-loss", ["bce", "ranknet", "bce+ranknet"] as const))
+    .option("--ce-head-lr <x>", "--cross-encoder: learning rate of the fresh classification head (default: --lr)", positive("--ce-head-lr"))
     .option("--cross-encoder-teacher <dir>", "cross-encoder directory that --loss distill learns from (e.g. OUT/model of posttrain --cross-encoder)")
     .option("--verbose", "show the Python side's stderr (library warnings)")
     .option("--json", "print the trainer's JSON progress lines on stdout instead of a bar")

@@ -17,6 +17,10 @@ export interface PosttrainOptions {
   crossEncoder?: boolean;
   /** Cross-encoder directory for --loss distill. */
   crossEncoderTeacher?: string;
+  /** --cross-encoder: bce (graded targets), ranknet (pairwise within a query) or bce+ranknet. */
+  ceLoss?: "bce" | "ranknet" | "bce+ranknet";
+  /** --cross-encoder: learning rate of the fresh classification head. */
+  ceHeadLr?: number;
   device?: "auto" | "cuda" | "cpu";
   precision?: "auto" | "fp32" | "fp16" | "bf16";
   epochs?: number;
@@ -60,6 +64,8 @@ const FLAGS: Array<[keyof PosttrainOptions, string]> = [
   ["loss", "--loss"],
   ["teacher", "--teacher"],
   ["crossEncoderTeacher", "--cross-encoder-teacher"],
+  ["ceLoss", "--ce-loss"],
+  ["ceHeadLr", "--ce-head-lr"],
   ["device", "--device"],
   ["precision", "--precision"],
   ["epochs", "--epochs"],
