@@ -16,6 +16,8 @@
  *   generator's order before the embedding gate (every chain with >= 2 steps). The kept chains passed
  *   a gate that requires all-MiniLM-L6-v2's similarities to fall along the chain, so on them the
  *   MiniLM embedder is right by construction; the raw file has no such selection.
+ * - DIR/train-raw/chains.jsonl: the training part in the generator's order, for training on unfiltered
+ *   chains (`--allow-unvalidated`).
  * - DIR/split.json: counts and settings.
  */
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -64,6 +66,7 @@ const writeRun = (dir: string, name: string, rs: unknown[]) => {
 writeRun(join(out, "train"), "validated.jsonl", train);
 writeRun(join(out, "heldout"), "validated.jsonl", held);
 writeRun(join(out, "heldout-raw"), "chains.jsonl", held.map(({ validation: _v, ...r }) => r));
+writeRun(join(out, "train-raw"), "chains.jsonl", train.map(({ validation: _v, ...r }) => r));
 
 const rerankFile = async (src: string, name: string, allowUnvalidated: boolean) => {
   const tmp = join(out, `.export-${name}`);

@@ -65,6 +65,16 @@ def grouped_chain_pairs(chains: Sequence[Chain], seed: int, negatives: int = 1) 
     return pairs
 
 
+def anchor_groups(chains: Sequence[Chain]) -> set[int]:
+    """The group ids :func:`grouped_chain_pairs` gives the anchors (position 0) of ``chains``."""
+    out: set[int] = set()
+    g = 0
+    for c in chains:
+        out.add(g)
+        g += len(c.sentences)
+    return out
+
+
 def head_parameters(model) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
     """(encoder, head) parameters: the head is what lies outside the base model (the fresh classifier)."""
     prefix = getattr(model, "base_model_prefix", "") + "."
@@ -207,6 +217,57 @@ def onnx_scores(model_dir: str | os.PathLike[str], pairs: Sequence[tuple[str, st
     return session.run(["logits"], feeds)[0][:, 0].astype(float).tolist()
 
 
+def pooled_features(model, tokenizer, pairs: Sequence[tuple[str, str]], max_length: int, batch_size: int = 64) -> torch.Tensor:
+    """What the classification head sees (the base model's pooled output), ``[N, H]``, no gradients, eval mode."""
+    was = model.training
+    model.eval()
+    out: list[torch.Tensor] = []
+    try:
+        with torch.no_grad():
+            for b in range(0, len(pairs), batch_size):
+                batch = pairs[b : b + batch_size]
+                enc = tokenizer([p[0] for p in batch], [p[1] for p in batch], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+                enc = {k: v.to(model.device) for k, v in enc.items()}
+                pooled = getattr(model.base_model(**enc), "pooler_output", None)
+                if pooled is None:
+                    raise DataError("--ce-probe-steps needs a model whose base returns a pooled output (BERT-style); use --ce-probe-steps 0")
+                out.append(pooled.float())
+    finally:
+        model.train(was)
+    return torch.cat(out)
+
+
+def probe_head(model, tokenizer, chains: Sequence[Chain], *, seed: int, max_length: int, steps: int, loss: str, lr: float = 1e-2) -> dict[str, Any]:
+    """Linear probing before fine-tuning (LP-FT, Kumar et al. 2022): fit the fresh head alone on the frozen
+    encoder's pooled features of every training pair, so fine-tuning starts from a head that already
+    orders chains instead of a random projection (whose gradients distort the pretrained features)."""
+    head = getattr(model, "classifier", None)
+    if not isinstance(head, torch.nn.Linear):
+        raise DataError("--ce-probe-steps needs a sequence-classification model with a linear `classifier` head; use --ce-probe-steps 0")
+    pairs = grouped_chain_pairs(chains, seed=seed)
+    feats = pooled_features(model, tokenizer, [(p[0], p[1]) for p in pairs], max_length)
+    targets = torch.tensor([p[2] for p in pairs], device=feats.device)
+    groups = torch.tensor([p[3] for p in pairs], device=feats.device)
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
+    bce = torch.nn.BCEWithLogitsLoss()
+    first = last = float("nan")
+    for i in range(steps):
+        logits = head(feats)[:, 0]
+        value = logits.sum() * 0.0
+        if loss in ("bce", "bce+ranknet"):
+            value = value + bce(logits, targets)
+        if loss in ("ranknet", "bce+ranknet"):
+            value = value + ce_ranknet_loss(logits, targets, groups)
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+        last = float(value.detach())
+        if i == 0:
+            first = last
+    opt.zero_grad(set_to_none=True)
+    return {"pairs": len(pairs), "steps": steps, "lr": lr, "loss_first": first, "loss_last": last}
+
+
 def train_cross_encoder(args: argparse.Namespace, progress: Progress | None = None) -> dict[str, Any]:
     """Train from ``args.base_model`` on the chains of ``args.data``; returns the training record."""
     progress = progress or Progress()
@@ -242,8 +303,16 @@ def train_cross_encoder(args: argparse.Namespace, progress: Progress | None = No
         optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
     )
     before = chain_order_kendall(model, tokenizer, held, max_len) if held else None
+    probe_steps = getattr(args, "ce_probe_steps", 0) or 0
+    probe = after_probe = None
+    if probe_steps > 0:
+        probe = probe_head(model, tokenizer, chains, seed=args.seed, max_length=max_len, steps=probe_steps, loss=ce_loss)
+        after_probe = chain_order_kendall(model, tokenizer, held, max_len) if held else None
+        progress.emit("probe", **probe, heldout_chain_kendall=after_probe["mean_kendall"] if after_probe else None)
+    pair_mode = getattr(args, "ce_pairs", "all")
     progress.emit("start", total=total, step=0, chains=len(chains), heldout=len(held), device=str(device), kind="cross-encoder")
     bce = torch.nn.BCEWithLogitsLoss()
+    curve: list[dict[str, Any]] = []
     step = 0
     last = float("nan")
     while step < total:
@@ -252,6 +321,8 @@ def train_cross_encoder(args: argparse.Namespace, progress: Progress | None = No
         random.Random(f"{args.seed}:{epoch}").shuffle(order)
         batch = [chains[i] for i in order[index * args.batch_chains : (index + 1) * args.batch_chains]]
         pairs = grouped_chain_pairs(batch if len(batch) > 1 else batch + [chains[(order[0] + 1) % len(chains)]], seed=args.seed + step)
+        if pair_mode == "anchor":
+            pairs = [p for p in pairs if p[3] in anchor_groups(batch)]
         enc = tokenizer([p[0] for p in pairs], [p[1] for p in pairs], padding=True, truncation=True, max_length=max_len, return_tensors="pt")
         enc = {k: v.to(device) for k, v in enc.items()}
         logits = model(**enc).logits[:, 0]
@@ -278,6 +349,11 @@ def train_cross_encoder(args: argparse.Namespace, progress: Progress | None = No
         last = float(loss.detach())
         progress.emit("step", step=step, total=total, epoch=epoch, loss=last, parts=parts, lr=lr_used,
                       elapsed=round(time.time() - started, 3))
+        every = args.eval_every or batches_per_epoch
+        if held and step % every == 0 and step < total:
+            k = chain_order_kendall(model, tokenizer, held, max_len)
+            curve.append({"step": step, "mean_kendall": k["mean_kendall"], "loss": last})
+            progress.emit("eval", step=step, heldout_chain_kendall=k["mean_kendall"])
     after = chain_order_kendall(model, tokenizer, held, max_len) if held else None
     model_dir = os.path.join(out, "model")
     shutil.rmtree(model_dir, ignore_errors=True)
@@ -303,7 +379,9 @@ def train_cross_encoder(args: argparse.Namespace, progress: Progress | None = No
         "base_model": args.base_model,
         "steps": step,
         "final_loss": last,
-        "heldout_chain_kendall": {"before": before, "after": after},
+        "heldout_chain_kendall": {"before": before, "after_probe": after_probe, "after": after, "curve": curve},
+        "probe": probe,
+        "pairs": pair_mode,
         "final_model": {"dir": model_dir, "onnx": onnx_path},
         "seconds": round(time.time() - started, 2),
         "versions": versions(),

@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ce-loss", default="bce", choices=("bce", "ranknet", "bce+ranknet"),
                    help="--cross-encoder loss: bce on graded targets, ranknet (pairwise, per query), or their sum (default bce)")
     p.add_argument("--ce-head-lr", type=float, help="--cross-encoder: learning rate of the fresh classification head (default: --lr)")
+    p.add_argument("--ce-pairs", default="all", choices=("all", "anchor"),
+                   help="--cross-encoder training pairs: every (i < j) of a chain (all) or only anchor -> step (anchor; cheaper)")
+    p.add_argument("--ce-probe-steps", type=int, default=0,
+                   help="--cross-encoder: first fit the fresh head alone on frozen pooled features for this many full-batch steps "
+                        "(linear probing, then fine-tuning); 0 = off")
     p.add_argument("--cross-encoder-teacher", help="cross-encoder directory for --loss distill (e.g. OUT/model of posttrain --cross-encoder)")
     return p
 
@@ -120,6 +125,8 @@ def check_args(args: argparse.Namespace) -> None:
         positive(name.replace("_", "-"), getattr(args, name))
     if not math.isfinite(args.omega) or args.omega < 0:
         raise DataError(f"--omega must be a number >= 0, got {args.omega!r}")
+    if getattr(args, "ce_probe_steps", 0) < 0:
+        raise DataError(f"--ce-probe-steps must be >= 0, got {args.ce_probe_steps!r}")
     if args.teacher_cache_mb < 0:
         raise DataError(f"--teacher-cache-mb must be >= 0, got {args.teacher_cache_mb!r}")
     if args.encode_chunk < 0:

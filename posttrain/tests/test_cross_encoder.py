@@ -182,3 +182,25 @@ def test_grouped_pairs_give_one_group_per_query_position_issue_11():
     assert all(len(qs) == 1 for qs in by_group.values())
     assert sorted(q for qs in by_group.values() for q in qs) == ["a0", "a1", "b0"]
     assert [(q, p, y) for q, p, y, _ in pairs] == chain_pairs(chains, seed=0)
+
+
+def test_probe_fits_the_fresh_head_so_unseen_chains_are_ordered_issue_11(minilm_path):
+    """Linear probing (the head alone, on frozen pooled features) turns the fresh head's arbitrary
+    order into one that follows the chains, on chains it did not see, for every head seed."""
+    import torch
+
+    from rankchain_posttrain.cross_encoder import probe_head
+
+    train = [Chain(id=f"t{i}", sentences=tuple(c)) for i, c in enumerate(CHAINS)]
+    held = [Chain(id=f"h{i}", sentences=tuple(c)) for i, c in enumerate(MORE)]
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        model, tok = load_cross_encoder(minilm_path)
+        encoder_before = {k: v.clone() for k, v in model.base_model.state_dict().items()}
+        rec = probe_head(model, tok, train, seed=seed, max_length=48, steps=200, loss="ranknet")
+        assert rec["loss_last"] < rec["loss_first"]
+        after = chain_order_kendall(model, tok, held, 48)["mean_kendall"]
+        assert after > 0.5, (seed, after)
+        # only the head moved
+        for k, v in model.base_model.state_dict().items():
+            assert torch.equal(v, encoder_before[k]), k

@@ -71,6 +71,8 @@ export function registerPosttrain(program: Command): void {
     .option("--cross-encoder", "train a cross-encoder instead: a one-label head on --base-model, fitted to graded targets from chain distance; exports onnx/model.onnx (for validate --judge and eval --rerankers)")
     .option("--ce-loss <loss>", "--cross-encoder loss: bce (graded targets) | ranknet (pairwise within a query) | bce+ranknet", choice("--ce-loss", ["bce", "ranknet", "bce+ranknet"] as const))
     .option("--ce-head-lr <x>", "--cross-encoder: learning rate of the fresh classification head (default: --lr)", positive("--ce-head-lr"))
+    .option("--ce-pairs <mode>", "--cross-encoder pairs: all (every i < j of a chain) | anchor (anchor -> step only)", choice("--ce-pairs", ["all", "anchor"] as const))
+    .option("--ce-probe-steps <n>", "--cross-encoder: fit the fresh head alone on frozen features for n full-batch steps before fine-tuning (0 = off)", numberOption("--ce-probe-steps", { int: true, min: 0 }))
     .option("--cross-encoder-teacher <dir>", "cross-encoder directory that --loss distill learns from (e.g. OUT/model of posttrain --cross-encoder)")
     .option("--verbose", "show the Python side's stderr (library warnings)")
     .option("--json", "print the trainer's JSON progress lines on stdout instead of a bar")
