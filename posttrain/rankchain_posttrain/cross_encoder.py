@@ -4,8 +4,16 @@ Where no cross-encoder is carried by a registry, the project trains its own: a s
 head with one label on top of the carried MiniLM encoder, fitted to graded relevance targets read from
 chain distance. For a chain of k sentences (anchor = position 0) every ordered pair (i, j), i < j, is a
 training pair (query = sentence i, passage = sentence j) with target ``1 - (j - i) / k``; each query
-also gets one sentence of another chain with target 0. The loss is binary cross-entropy with logits
-on these soft targets (sentence-transformers' CrossEncoder default for one-label models).
+also gets one sentence of another chain with target 0. The default loss is RankNet over the pairs of
+one query (``losses/ce_ranknet.py``: only the order of a query's passages counts); ``--ce-loss bce``
+is binary cross-entropy with logits on the soft targets (sentence-transformers' CrossEncoder default
+for one-label models), ``bce+ranknet`` their sum.
+
+The head is fresh (a random projection of the pooled output), so before training the model's order
+is a coin toss that depends on the head's seed, and at the encoder's learning rate a CPU-sized run
+barely moves it. ``--ce-probe-steps`` (default 300) therefore first fits the head alone on the
+frozen encoder's pooled features of the training pairs (linear probing, then fine-tuning: Kumar et
+al. 2022, "Fine-Tuning can Distort Pretrained Features and Underperform Out-of-Distribution").
 
 Output ``OUT/model``: a Hugging Face sequence-classification directory (config, weights, tokenizer)
 plus ``onnx/model.onnx`` (inputs ``input_ids``, ``attention_mask``, ``token_type_ids``; output
@@ -237,13 +245,16 @@ def pooled_features(model, tokenizer, pairs: Sequence[tuple[str, str]], max_leng
     return torch.cat(out)
 
 
-def probe_head(model, tokenizer, chains: Sequence[Chain], *, seed: int, max_length: int, steps: int, loss: str, lr: float = 1e-2) -> dict[str, Any]:
+def probe_head(model, tokenizer, chains: Sequence[Chain], *, seed: int, max_length: int, steps: int, loss: str, lr: float = 1e-2,
+               max_chains: int = 2000) -> dict[str, Any]:
     """Linear probing before fine-tuning (LP-FT, Kumar et al. 2022): fit the fresh head alone on the frozen
     encoder's pooled features of every training pair, so fine-tuning starts from a head that already
     orders chains instead of a random projection (whose gradients distort the pretrained features)."""
     head = getattr(model, "classifier", None)
     if not isinstance(head, torch.nn.Linear):
         raise DataError("--ce-probe-steps needs a sequence-classification model with a linear `classifier` head; use --ce-probe-steps 0")
+    if len(chains) > max_chains:  # the features of every pair are held at once; a sample of chains is enough for a head
+        chains = random.Random(f"{seed}:probe").sample(list(chains), max_chains)
     pairs = grouped_chain_pairs(chains, seed=seed)
     feats = pooled_features(model, tokenizer, [(p[0], p[1]) for p in pairs], max_length)
     targets = torch.tensor([p[2] for p in pairs], device=feats.device)
@@ -265,7 +276,7 @@ def probe_head(model, tokenizer, chains: Sequence[Chain], *, seed: int, max_leng
         if i == 0:
             first = last
     opt.zero_grad(set_to_none=True)
-    return {"pairs": len(pairs), "steps": steps, "lr": lr, "loss_first": first, "loss_last": last}
+    return {"chains": len(chains), "pairs": len(pairs), "steps": steps, "lr": lr, "loss_first": first, "loss_last": last}
 
 
 def train_cross_encoder(args: argparse.Namespace, progress: Progress | None = None) -> dict[str, Any]:
@@ -293,7 +304,7 @@ def train_cross_encoder(args: argparse.Namespace, progress: Progress | None = No
     optimizer = torch.optim.AdamW(
         [{"params": enc_params, "lr": args.lr}, {"params": head_params, "lr": head_lr}], lr=args.lr, weight_decay=args.weight_decay
     )
-    ce_loss = getattr(args, "ce_loss", "bce")
+    ce_loss = getattr(args, "ce_loss", "ranknet")
     batches_per_epoch = math.ceil(len(chains) / args.batch_chains)
     total = batches_per_epoch * args.epochs
     if args.max_steps is not None:
