@@ -4,8 +4,16 @@ Where no cross-encoder is carried by a registry, the project trains its own: a s
 head with one label on top of the carried MiniLM encoder, fitted to graded relevance targets read from
 chain distance. For a chain of k sentences (anchor = position 0) every ordered pair (i, j), i < j, is a
 training pair (query = sentence i, passage = sentence j) with target ``1 - (j - i) / k``; each query
-also gets one sentence of another chain with target 0. The loss is binary cross-entropy with logits
-on these soft targets (sentence-transformers' CrossEncoder default for one-label models).
+also gets one sentence of another chain with target 0. The default loss is RankNet over the pairs of
+one query (``losses/ce_ranknet.py``: only the order of a query's passages counts); ``--ce-loss bce``
+is binary cross-entropy with logits on the soft targets (sentence-transformers' CrossEncoder default
+for one-label models), ``bce+ranknet`` their sum.
+
+The head is fresh (a random projection of the pooled output), so before training the model's order
+is a coin toss that depends on the head's seed, and at the encoder's learning rate a CPU-sized run
+barely moves it. ``--ce-probe-steps`` (default 300) therefore first fits the head alone on the
+frozen encoder's pooled features of the training pairs (linear probing, then fine-tuning: Kumar et
+al. 2022, "Fine-Tuning can Distort Pretrained Features and Underperform Out-of-Distribution").
 
 Output ``OUT/model``: a Hugging Face sequence-classification directory (config, weights, tokenizer)
 plus ``onnx/model.onnx`` (inputs ``input_ids``, ``attention_mask``, ``token_type_ids``; output
@@ -32,6 +40,7 @@ import torch
 from .data import Chain, load_chains
 from .errors import DataError, ModelLoadError, NonFiniteLossError
 from .evaluate import versions, write_json
+from .losses.ce_ranknet import ce_ranknet_loss
 from .progress import Progress
 from .selection import effective_holdout_fraction, split_holdout
 
@@ -41,20 +50,46 @@ DEFAULT_LR = 2e-5
 
 def chain_pairs(chains: Sequence[Chain], seed: int, negatives: int = 1) -> list[tuple[str, str, float]]:
     """(query, passage, target) pairs with graded targets ``1 - (j - i) / k`` and 0 for other chains."""
+    return [(q, p, y) for q, p, y, _ in grouped_chain_pairs(chains, seed, negatives)]
+
+
+def grouped_chain_pairs(chains: Sequence[Chain], seed: int, negatives: int = 1) -> list[tuple[str, str, float, int]]:
+    """:func:`chain_pairs` with a fourth field: the query's group (one per chain position used as a query)."""
     rng = random.Random(seed)
-    pairs: list[tuple[str, str, float]] = []
+    pairs: list[tuple[str, str, float, int]] = []
+    group = 0
     for ci, chain in enumerate(chains):
         s = chain.sentences
         k = len(s)
         for i in range(k):
             for j in range(i + 1, k):
-                pairs.append((s[i], s[j], 1.0 - (j - i) / k))
+                pairs.append((s[i], s[j], 1.0 - (j - i) / k, group))
             if len(chains) > 1:
                 for _ in range(negatives if i == 0 else 0):
                     other = rng.randrange(len(chains) - 1)
                     other += other >= ci
-                    pairs.append((s[i], rng.choice(chains[other].sentences), 0.0))
+                    pairs.append((s[i], rng.choice(chains[other].sentences), 0.0, group))
+            group += 1
     return pairs
+
+
+def anchor_groups(chains: Sequence[Chain]) -> set[int]:
+    """The group ids :func:`grouped_chain_pairs` gives the anchors (position 0) of ``chains``."""
+    out: set[int] = set()
+    g = 0
+    for c in chains:
+        out.add(g)
+        g += len(c.sentences)
+    return out
+
+
+def head_parameters(model) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+    """(encoder, head) parameters: the head is what lies outside the base model (the fresh classifier)."""
+    prefix = getattr(model, "base_model_prefix", "") + "."
+    enc, head = [], []
+    for n, p in model.named_parameters():
+        (enc if prefix != "." and n.startswith(prefix) else head).append(p)
+    return enc, head
 
 
 def load_cross_encoder(path: str, device: str | torch.device = "cpu"):
@@ -190,6 +225,60 @@ def onnx_scores(model_dir: str | os.PathLike[str], pairs: Sequence[tuple[str, st
     return session.run(["logits"], feeds)[0][:, 0].astype(float).tolist()
 
 
+def pooled_features(model, tokenizer, pairs: Sequence[tuple[str, str]], max_length: int, batch_size: int = 64) -> torch.Tensor:
+    """What the classification head sees (the base model's pooled output), ``[N, H]``, no gradients, eval mode."""
+    was = model.training
+    model.eval()
+    out: list[torch.Tensor] = []
+    try:
+        with torch.no_grad():
+            for b in range(0, len(pairs), batch_size):
+                batch = pairs[b : b + batch_size]
+                enc = tokenizer([p[0] for p in batch], [p[1] for p in batch], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+                enc = {k: v.to(model.device) for k, v in enc.items()}
+                pooled = getattr(model.base_model(**enc), "pooler_output", None)
+                if pooled is None:
+                    raise DataError("--ce-probe-steps needs a model whose base returns a pooled output (BERT-style); use --ce-probe-steps 0")
+                out.append(pooled.float())
+    finally:
+        model.train(was)
+    return torch.cat(out)
+
+
+def probe_head(model, tokenizer, chains: Sequence[Chain], *, seed: int, max_length: int, steps: int, loss: str, lr: float = 1e-2,
+               max_chains: int = 2000) -> dict[str, Any]:
+    """Linear probing before fine-tuning (LP-FT, Kumar et al. 2022): fit the fresh head alone on the frozen
+    encoder's pooled features of every training pair, so fine-tuning starts from a head that already
+    orders chains instead of a random projection (whose gradients distort the pretrained features)."""
+    head = getattr(model, "classifier", None)
+    if not isinstance(head, torch.nn.Linear):
+        raise DataError("--ce-probe-steps needs a sequence-classification model with a linear `classifier` head; use --ce-probe-steps 0")
+    if len(chains) > max_chains:  # the features of every pair are held at once; a sample of chains is enough for a head
+        chains = random.Random(f"{seed}:probe").sample(list(chains), max_chains)
+    pairs = grouped_chain_pairs(chains, seed=seed)
+    feats = pooled_features(model, tokenizer, [(p[0], p[1]) for p in pairs], max_length)
+    targets = torch.tensor([p[2] for p in pairs], device=feats.device)
+    groups = torch.tensor([p[3] for p in pairs], device=feats.device)
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
+    bce = torch.nn.BCEWithLogitsLoss()
+    first = last = float("nan")
+    for i in range(steps):
+        logits = head(feats)[:, 0]
+        value = logits.sum() * 0.0
+        if loss in ("bce", "bce+ranknet"):
+            value = value + bce(logits, targets)
+        if loss in ("ranknet", "bce+ranknet"):
+            value = value + ce_ranknet_loss(logits, targets, groups)
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+        last = float(value.detach())
+        if i == 0:
+            first = last
+    opt.zero_grad(set_to_none=True)
+    return {"chains": len(chains), "pairs": len(pairs), "steps": steps, "lr": lr, "loss_first": first, "loss_last": last}
+
+
 def train_cross_encoder(args: argparse.Namespace, progress: Progress | None = None) -> dict[str, Any]:
     """Train from ``args.base_model`` on the chains of ``args.data``; returns the training record."""
     progress = progress or Progress()
@@ -210,7 +299,12 @@ def train_cross_encoder(args: argparse.Namespace, progress: Progress | None = No
     max_len = args.max_seq_length or 256
     model, tokenizer = load_cross_encoder(args.base_model, device)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    enc_params, head_params = head_parameters(model)
+    head_lr = getattr(args, "ce_head_lr", None) or args.lr
+    optimizer = torch.optim.AdamW(
+        [{"params": enc_params, "lr": args.lr}, {"params": head_params, "lr": head_lr}], lr=args.lr, weight_decay=args.weight_decay
+    )
+    ce_loss = getattr(args, "ce_loss", "ranknet")
     batches_per_epoch = math.ceil(len(chains) / args.batch_chains)
     total = batches_per_epoch * args.epochs
     if args.max_steps is not None:
@@ -220,8 +314,16 @@ def train_cross_encoder(args: argparse.Namespace, progress: Progress | None = No
         optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
     )
     before = chain_order_kendall(model, tokenizer, held, max_len) if held else None
+    probe_steps = getattr(args, "ce_probe_steps", 0) or 0
+    probe = after_probe = None
+    if probe_steps > 0:
+        probe = probe_head(model, tokenizer, chains, seed=args.seed, max_length=max_len, steps=probe_steps, loss=ce_loss)
+        after_probe = chain_order_kendall(model, tokenizer, held, max_len) if held else None
+        progress.emit("probe", **probe, heldout_chain_kendall=after_probe["mean_kendall"] if after_probe else None)
+    pair_mode = getattr(args, "ce_pairs", "all")
     progress.emit("start", total=total, step=0, chains=len(chains), heldout=len(held), device=str(device), kind="cross-encoder")
     bce = torch.nn.BCEWithLogitsLoss()
+    curve: list[dict[str, Any]] = []
     step = 0
     last = float("nan")
     while step < total:
@@ -229,11 +331,23 @@ def train_cross_encoder(args: argparse.Namespace, progress: Progress | None = No
         order = list(range(len(chains)))
         random.Random(f"{args.seed}:{epoch}").shuffle(order)
         batch = [chains[i] for i in order[index * args.batch_chains : (index + 1) * args.batch_chains]]
-        pairs = chain_pairs(batch if len(batch) > 1 else batch + [chains[(order[0] + 1) % len(chains)]], seed=args.seed + step)
+        pairs = grouped_chain_pairs(batch if len(batch) > 1 else batch + [chains[(order[0] + 1) % len(chains)]], seed=args.seed + step)
+        if pair_mode == "anchor":
+            pairs = [p for p in pairs if p[3] in anchor_groups(batch)]
         enc = tokenizer([p[0] for p in pairs], [p[1] for p in pairs], padding=True, truncation=True, max_length=max_len, return_tensors="pt")
         enc = {k: v.to(device) for k, v in enc.items()}
         logits = model(**enc).logits[:, 0]
-        loss = bce(logits.float(), torch.tensor([p[2] for p in pairs], device=device))
+        targets = torch.tensor([p[2] for p in pairs], device=device)
+        parts: dict[str, float] = {}
+        loss = logits.float().sum() * 0.0
+        if ce_loss in ("bce", "bce+ranknet"):
+            part = bce(logits.float(), targets)
+            parts["bce"] = float(part.detach())
+            loss = loss + part
+        if ce_loss in ("ranknet", "bce+ranknet"):
+            part = ce_ranknet_loss(logits, targets, torch.tensor([p[3] for p in pairs], device=device))
+            parts["ranknet"] = float(part.detach())
+            loss = loss + part
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"non-finite cross-encoder loss at step {step + 1}; lower --lr")
         loss.backward()
@@ -244,8 +358,13 @@ def train_cross_encoder(args: argparse.Namespace, progress: Progress | None = No
         optimizer.zero_grad(set_to_none=True)
         step += 1
         last = float(loss.detach())
-        progress.emit("step", step=step, total=total, epoch=epoch, loss=last, parts={"bce": last}, lr=lr_used,
+        progress.emit("step", step=step, total=total, epoch=epoch, loss=last, parts=parts, lr=lr_used,
                       elapsed=round(time.time() - started, 3))
+        every = args.eval_every or batches_per_epoch
+        if held and step % every == 0 and step < total:
+            k = chain_order_kendall(model, tokenizer, held, max_len)
+            curve.append({"step": step, "mean_kendall": k["mean_kendall"], "loss": last})
+            progress.emit("eval", step=step, heldout_chain_kendall=k["mean_kendall"])
     after = chain_order_kendall(model, tokenizer, held, max_len) if held else None
     model_dir = os.path.join(out, "model")
     shutil.rmtree(model_dir, ignore_errors=True)
@@ -264,12 +383,16 @@ def train_cross_encoder(args: argparse.Namespace, progress: Progress | None = No
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "kind": "cross-encoder",
         "args": vars(args),
-        "loss": {"spec": "bce_graded", "config": {"targets": "1 - (j - i) / k for pairs (i < j) of a chain of k; 0 for another chain's sentence"}},
+        "loss": {"spec": {"bce": "bce_graded", "ranknet": "ranknet", "bce+ranknet": "bce_graded+ranknet"}[ce_loss],
+                 "config": {"targets": "1 - (j - i) / k for pairs (i < j) of a chain of k; 0 for another chain's sentence",
+                            "ranknet": "softplus(s_b - s_a) over pairs of one query with t_a > t_b", "head_lr": head_lr}},
         "data": {**data.stats, "sha256": data.sha256, "train_chains": len(chains), "heldout_chains": len(held)},
         "base_model": args.base_model,
         "steps": step,
         "final_loss": last,
-        "heldout_chain_kendall": {"before": before, "after": after},
+        "heldout_chain_kendall": {"before": before, "after_probe": after_probe, "after": after, "curve": curve},
+        "probe": probe,
+        "pairs": pair_mode,
         "final_model": {"dir": model_dir, "onnx": onnx_path},
         "seconds": round(time.time() - started, 2),
         "versions": versions(),

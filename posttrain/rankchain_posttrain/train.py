@@ -98,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_group_arguments(p)
     p.add_argument("--cross-encoder", action="store_true",
                    help="train a cross-encoder (one-label head on --base-model) on chain pairs with graded targets instead of an embedder")
+    p.add_argument("--ce-loss", default="ranknet", choices=("bce", "ranknet", "bce+ranknet"),
+                   help="--cross-encoder loss: bce on graded targets, ranknet (pairwise, per query), or their sum (default ranknet)")
+    p.add_argument("--ce-head-lr", type=float, help="--cross-encoder: learning rate of the fresh classification head (default: --lr)")
+    p.add_argument("--ce-pairs", default="all", choices=("all", "anchor"),
+                   help="--cross-encoder training pairs: every (i < j) of a chain (all) or only anchor -> step (anchor; cheaper)")
+    p.add_argument("--ce-probe-steps", type=int, default=300,
+                   help="--cross-encoder: first fit the fresh head alone on frozen pooled features for this many full-batch steps "
+                        "(linear probing, then fine-tuning; default 300); 0 = off")
     p.add_argument("--cross-encoder-teacher", help="cross-encoder directory for --loss distill (e.g. OUT/model of posttrain --cross-encoder)")
     return p
 
@@ -113,10 +121,12 @@ def check_args(args: argparse.Namespace) -> None:
 
     for name in ("epochs", "batch_chains", "max_steps", "checkpoint_every", "max_seq_length"):
         positive(name.replace("_", "-"), getattr(args, name), True)
-    for name in ("lr", "tau", "tau2", "max_grad_norm"):
+    for name in ("lr", "tau", "tau2", "max_grad_norm", "ce_head_lr"):
         positive(name.replace("_", "-"), getattr(args, name))
     if not math.isfinite(args.omega) or args.omega < 0:
         raise DataError(f"--omega must be a number >= 0, got {args.omega!r}")
+    if getattr(args, "ce_probe_steps", 0) < 0:
+        raise DataError(f"--ce-probe-steps must be >= 0, got {args.ce_probe_steps!r}")
     if args.teacher_cache_mb < 0:
         raise DataError(f"--teacher-cache-mb must be >= 0, got {args.teacher_cache_mb!r}")
     if args.encode_chunk < 0:

@@ -129,3 +129,78 @@ def test_chain_order_kendall_is_one_for_a_perfect_scorer():
     assert kendall_tau([0.9, 0.5, 0.1], [-1, -2, -3]) == pytest.approx(1.0)
     assert kendall_tau([0.1, 0.5, 0.9], [-1, -2, -3]) == pytest.approx(-1.0)
     assert chain_order_kendall is not None
+
+
+def _ranknet_reference(scores, targets, groups):
+    import math
+
+    total, n = 0.0, 0
+    for a in range(len(scores)):
+        for b in range(len(scores)):
+            if groups[a] == groups[b] and targets[a] > targets[b] + 1e-6:
+                total += math.log1p(math.exp(-(scores[a] - scores[b])))
+                n += 1
+    return total / n
+
+
+def test_ce_ranknet_matches_a_loop_reference_and_ignores_other_queries_issue_11():
+    import torch
+
+    from rankchain_posttrain.losses import ce_ranknet_loss
+
+    torch.manual_seed(0)
+    s = torch.randn(9, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0.8, 0.6, 0.4, 0.0, 0.75, 0.5, 0.25, 0.25, 0.0])
+    g = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 1])
+    loss = ce_ranknet_loss(s, t, g)
+    assert float(loss) == pytest.approx(_ranknet_reference(s.tolist(), t.tolist(), g.tolist()), rel=1e-6)
+    loss.backward()
+    assert s.grad is not None and s.grad.abs().sum() > 0
+    # shifting one query's scores changes nothing (only order within a query counts)
+    shifted = s.detach().clone()
+    shifted[4:] += 5.0
+    assert float(ce_ranknet_loss(shifted, t, g)) == pytest.approx(float(loss), rel=1e-6)
+    # a perfectly ordered query costs less than a reversed one
+    good = ce_ranknet_loss(torch.tensor([3.0, 2.0, 1.0]), torch.tensor([0.9, 0.5, 0.1]), torch.tensor([0, 0, 0]))
+    bad = ce_ranknet_loss(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.9, 0.5, 0.1]), torch.tensor([0, 0, 0]))
+    assert float(good) < float(bad)
+    # ties only: zero, still differentiable
+    z = ce_ranknet_loss(s[:2], torch.tensor([0.5, 0.5]), torch.tensor([0, 0]))
+    assert float(z) == 0.0 and z.requires_grad
+    with pytest.raises(ValueError):
+        ce_ranknet_loss(s, t[:3], g)
+
+
+def test_grouped_pairs_give_one_group_per_query_position_issue_11():
+    from rankchain_posttrain.cross_encoder import grouped_chain_pairs
+
+    chains = [Chain(id="a", sentences=("a0", "a1", "a2")), Chain(id="b", sentences=("b0", "b1"))]
+    pairs = grouped_chain_pairs(chains, seed=0)
+    by_group: dict[int, set[str]] = {}
+    for q, _, _, g in pairs:
+        by_group.setdefault(g, set()).add(q)
+    assert all(len(qs) == 1 for qs in by_group.values())
+    assert sorted(q for qs in by_group.values() for q in qs) == ["a0", "a1", "b0"]
+    assert [(q, p, y) for q, p, y, _ in pairs] == chain_pairs(chains, seed=0)
+
+
+def test_probe_fits_the_fresh_head_so_unseen_chains_are_ordered_issue_11(minilm_path):
+    """Linear probing (the head alone, on frozen pooled features) turns the fresh head's arbitrary
+    order into one that follows the chains, on chains it did not see, for every head seed."""
+    import torch
+
+    from rankchain_posttrain.cross_encoder import probe_head
+
+    train = [Chain(id=f"t{i}", sentences=tuple(c)) for i, c in enumerate(CHAINS)]
+    held = [Chain(id=f"h{i}", sentences=tuple(c)) for i, c in enumerate(MORE)]
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        model, tok = load_cross_encoder(minilm_path)
+        encoder_before = {k: v.clone() for k, v in model.base_model.state_dict().items()}
+        rec = probe_head(model, tok, train, seed=seed, max_length=48, steps=200, loss="ranknet")
+        assert rec["loss_last"] < rec["loss_first"]
+        after = chain_order_kendall(model, tok, held, 48)["mean_kendall"]
+        assert after > 0.5, (seed, after)
+        # only the head moved
+        for k, v in model.base_model.state_dict().items():
+            assert torch.equal(v, encoder_before[k]), k

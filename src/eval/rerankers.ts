@@ -30,6 +30,9 @@ export interface RerankRow {
   ms_per_query: number;
   usd_total: number;
   calls: number;
+  /** LLM tokens counted over the row's queries (0 for rerankers without tokens); what a price table turns into an estimate. */
+  input_tokens: number;
+  output_tokens: number;
   incomplete?: "budget";
 }
 
@@ -160,6 +163,8 @@ export async function evaluateRerankers(o: EvaluateRerankersOptions): Promise<Re
       ms_per_query: Math.round((a.ms / n) * 100) / 100,
       usd_total: r9(a.usage.usd),
       calls: a.usage.calls,
+      input_tokens: a.usage.inputTokens,
+      output_tokens: a.usage.outputTokens,
       ...(a.stopped ? { incomplete: "budget" as const } : {}),
     });
   }

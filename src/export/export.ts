@@ -79,7 +79,8 @@ export function keptSentences(r: ChainRecord, allowUnvalidated: boolean): string
   return [r.anchor, ...steps];
 }
 
-function testSplit(id: string, fraction: number): boolean {
+/** The test split of `export` (and of bench/rerank): stable per chain id, independent of file order. */
+export function testSplit(id: string, fraction: number): boolean {
   return hash32(`split:${id}`) < Math.floor(fraction * 2 ** 32);
 }
 

@@ -17,6 +17,14 @@ export interface PosttrainOptions {
   crossEncoder?: boolean;
   /** Cross-encoder directory for --loss distill. */
   crossEncoderTeacher?: string;
+  /** --cross-encoder: bce (graded targets), ranknet (pairwise within a query) or bce+ranknet. */
+  ceLoss?: "bce" | "ranknet" | "bce+ranknet";
+  /** --cross-encoder: learning rate of the fresh classification head. */
+  ceHeadLr?: number;
+  /** --cross-encoder: all (i < j) pairs of a chain, or only anchor -> step. */
+  cePairs?: "all" | "anchor";
+  /** --cross-encoder: full-batch steps fitting the fresh head on frozen features first (0 = off). */
+  ceProbeSteps?: number;
   device?: "auto" | "cuda" | "cpu";
   precision?: "auto" | "fp32" | "fp16" | "bf16";
   epochs?: number;
@@ -60,6 +68,10 @@ const FLAGS: Array<[keyof PosttrainOptions, string]> = [
   ["loss", "--loss"],
   ["teacher", "--teacher"],
   ["crossEncoderTeacher", "--cross-encoder-teacher"],
+  ["ceLoss", "--ce-loss"],
+  ["ceHeadLr", "--ce-head-lr"],
+  ["cePairs", "--ce-pairs"],
+  ["ceProbeSteps", "--ce-probe-steps"],
   ["device", "--device"],
   ["precision", "--precision"],
   ["epochs", "--epochs"],

@@ -77,6 +77,9 @@ describe("evaluateRerankers", () => {
     expect(row("llm", 10).usd_per_query).toBeCloseTo(perCall, 9);
     expect(row("cascade", 2).usd_per_query).toBeCloseTo(perCall, 9);
     expect(ledger.totals().byStage.eval!.usd).toBeCloseTo(12 * perCall, 12);
+    // tokens per row, for a price-table estimate of another model: 3 queries x 1 window at each depth
+    expect(row("llm", 10)).toMatchObject({ input_tokens: 600, output_tokens: 90 });
+    expect(row("cross-encoder", 10)).toMatchObject({ input_tokens: 0, output_tokens: 0 });
     for (const r of e.rows) expect(r.ms_per_query).toBeGreaterThanOrEqual(0);
   });
 

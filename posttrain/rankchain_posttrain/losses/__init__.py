@@ -1,6 +1,7 @@
 """Chain losses, one file each (STYLE #12): a pure function plus a thin ``nn.Module`` around it."""
 
 from ._chain import chain_cosine, pad_chains, refine_teacher
+from .ce_ranknet import ce_ranknet_loss
 from .chain_listmle import ChainListMLELoss, chain_listmle_loss
 from .distill import DistillLoss, distill_sentence_loss, distill_word_loss, false_negative_keep, fn_margin_schedule, token_similarity
 from .combined import LOSSES, CombinedLoss, is_group_loss, parse_loss_spec
@@ -22,6 +23,7 @@ __all__ = [
     "InfoNCELoss",
     "LCELoss",
     "ListNetLoss",
+    "ce_ranknet_loss",
     "chain_cosine",
     "chain_listmle_loss",
     "infonce_loss",
