@@ -59,7 +59,8 @@ def default_base_model() -> str:
 
 def find_eval_sets() -> dict[str, str]:
     found: dict[str, str] = {}
-    for base in (ROOT.parent / "shared" / "eval-data", ROOT.parents[1] / "shared" / "eval-data"):
+    env = os.environ.get("RANKCHAIN_EVAL_DATA")
+    for base in (*([Path(env)] if env else []), ROOT.parent / "shared" / "eval-data", ROOT.parents[1] / "shared" / "eval-data"):
         for name, file in (("stsb_dev", "stsb-dev.tsv"), ("sick_trial", "sick-trial.tsv")):
             if name not in found and (base / file).is_file():
                 found[name] = str(base / file)
