@@ -23,7 +23,7 @@ import { runGenerate } from "../../src/generate/run.ts";
 import { ChainRecordSchema, type ChainRecord } from "../../src/store/chain-record.ts";
 import { mulberry32 } from "../../src/util/random.ts";
 import { words } from "../../src/util/text.ts";
-import { ChainValidator, type Policy } from "../../src/validate/index.ts";
+import { chainQuality, POLICIES } from "./metrics.ts";
 
 interface Setting {
   name: string;
@@ -82,7 +82,6 @@ const seedPath = join(work, "seeds.txt");
 writeFileSync(seedPath, sample.join("\n") + "\n");
 
 const embedder = await createEmbedder("all-MiniLM-L6-v2");
-const POLICIES: Policy[] = ["strict", "repair", "lenient"];
 const rows: Record<string, unknown>[] = [];
 console.log(`seeds: ${sample.length} from ${seedsFile}; ${steps} steps; embedder ${embedder.info.id}`);
 try {
@@ -118,35 +117,8 @@ try {
       .split("\n")
       .filter((l) => l.trim() !== "")
       .map((l) => ChainRecordSchema.parse(JSON.parse(l)));
-    const vectors = await Promise.all(chains.map((c) => (c.steps.length ? embedder.embed([c.anchor, ...c.steps]) : Promise.resolve([]))));
-    const byPolicy: Record<string, { kept: number; keptWhole: number }> = {};
-    const repairKept: { steps: string[]; sims: number[]; spearman: number | null }[] = [];
-    for (const policy of POLICIES) {
-      let kept = 0;
-      let whole = 0;
-      chains.forEach((c, i) => {
-        if (c.steps.length === 0) return;
-        const v = new ChainValidator({ embedderId: embedder.info.id, policy, minSteps: 3 }).validate(c, vectors[i]!);
-        if (v.validation.status === "rejected") return;
-        kept++;
-        if (v.validation.steps_kept === (s.steps ?? steps)) whole++;
-        if (policy === "repair") repairKept.push({ steps: v.steps as string[], sims: v.validation.sims_to_anchor, spearman: v.validation.spearman });
-      });
-      byPolicy[policy] = { kept, keptWhole: whole };
-    }
-    const spans = repairKept.map((k) => 1 - k.sims[k.sims.length - 1]!).sort((a, b) => a - b);
-    const median = spans.length ? spans[Math.floor((spans.length - 1) / 2)]! : null;
-    const rhos = repairKept.map((k) => k.spearman).filter((x): x is number => x !== null);
-    const bigrams = new Set<string>();
-    let bigramCount = 0;
-    for (const k of repairKept)
-      for (const st of k.steps) {
-        const w = words(st);
-        for (let j = 1; j < w.length; j++) {
-          bigrams.add(`${w[j - 1]} ${w[j]}`);
-          bigramCount++;
-        }
-      }
+    const q = await chainQuality(chains, embedder, s.steps ?? steps);
+    const { byPolicy, median } = q;
     const usd = chains.reduce((a, c) => a + c.usage.usd, 0);
     const row = {
       setting: s.name,
@@ -155,13 +127,13 @@ try {
       chains_per_hour: Math.round(chains.length / hours),
       generated_steps_mean: chains.reduce((a, c) => a + c.steps.length, 0) / chains.length,
       retries_per_chain: chains.reduce((a, c) => a + (((c as Record<string, unknown>).retries as unknown[] | undefined)?.length ?? 0), 0) / chains.length,
-      acceptance: Object.fromEntries(POLICIES.map((p) => [p, byPolicy[p]!.kept / chains.length])),
-      kept_whole: Object.fromEntries(POLICIES.map((p) => [p, byPolicy[p]!.keptWhole / chains.length])),
-      repair_kept_ge5: repairKept.filter((k) => k.steps.length >= 5).length / chains.length,
-      mean_kept_steps_repair: repairKept.length ? repairKept.reduce((a, k) => a + k.steps.length, 0) / repairKept.length : 0,
+      acceptance: q.acceptance,
+      kept_whole: q.kept_whole,
+      repair_kept_ge5: q.repair_kept_ge5,
+      mean_kept_steps_repair: q.mean_kept_steps_repair,
       drift_span_median: median,
-      spearman_mean: rhos.length ? rhos.reduce((a, b) => a + b, 0) / rhos.length : null,
-      distinct2: bigramCount ? bigrams.size / bigramCount : null,
+      spearman_mean: q.spearman_mean,
+      distinct2: q.distinct2,
       usd_per_accepted_chain: byPolicy.repair!.kept ? usd / byPolicy.repair!.kept : null,
       example: chains.find((c) => c.steps.length >= 3) ?? chains[0],
     };

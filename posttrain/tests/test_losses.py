@@ -303,3 +303,57 @@ def test_issue5_losses_compute_in_float32_under_bf16_autocast(spec):
         autocast = sum(loss(emb, teacher, lengths).values())
     assert autocast.dtype == torch.float32
     assert autocast.item() == pytest.approx(plain.item(), rel=1e-5)
+
+
+# ---------------------------------------------------------------- chain_order: targets from positions only (issue 14)
+
+
+def test_chain_order_loss_matches_loop_reference_per_chain_and_padded():
+    from rankchain_posttrain.losses import chain_order_loss
+
+    torch.manual_seed(3)
+    lengths = torch.tensor([5, 3, 2])
+    emb = torch.randn(int(lengths.sum()), 8, dtype=torch.float64).float()
+    s, valid = chain_cosine(emb, lengths)
+    per_chain = chain_order_loss(s, valid, tau=0.1, reduction="none")
+    start = 0
+    for b, k in enumerate(lengths.tolist()):
+        e = F.normalize(emb[start : start + k], dim=-1)
+        start += k
+        R = [[-abs(i - j) - 0.5 * (j > i) for j in range(k)] for i in range(k)]
+        ref = ref_listmle((e @ e.T) / 0.1, R)
+        assert per_chain[b].item() == pytest.approx(ref.item(), rel=1e-5, abs=1e-5)
+    assert chain_order_loss(s, valid, tau=0.1).item() == pytest.approx(per_chain.mean().item(), rel=1e-6)
+
+
+def test_chain_order_loss_prefers_a_student_that_orders_the_chain_and_ignores_the_teacher():
+    from rankchain_posttrain.losses import ChainOrderLoss, chain_order_targets
+
+    # points on a line: distance in embedding space grows with chain distance -> ordered
+    k = 6
+    angles = torch.linspace(0, 1.2, k)
+    ordered = torch.stack([torch.cos(angles), torch.sin(angles)], dim=-1)
+    scrambled = ordered[torch.tensor([0, 4, 2, 5, 1, 3])]
+    lengths = torch.tensor([k])
+    loss = ChainOrderLoss(tau=0.05)
+    good = loss(ordered, None, lengths)
+    bad = loss(scrambled, torch.randn(k, 4), lengths)
+    assert good.item() < bad.item()
+    # teacher embeddings, whatever they are, do not change the value
+    assert loss(ordered, torch.randn(k, 3), lengths).item() == pytest.approx(good.item())
+    # row 2 ranks: 1 (toward the anchor) and 3 at distance 1, then 0 and 4, then 5
+    t = chain_order_targets(torch.ones(1, k, dtype=torch.bool))[0, 2]
+    order = [j for j in t.argsort(descending=True).tolist() if j != 2]
+    assert order == [1, 3, 0, 4, 5]
+    x = ordered.clone().requires_grad_(True)
+    loss(x, None, lengths).backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_chain_order_needs_no_teacher_in_a_combined_spec():
+    assert CombinedLoss.from_spec("chain_order").needs_teacher is False
+    assert CombinedLoss.from_spec("chain_order:1,chain_listmle:0.5").needs_teacher is True
+    with pytest.raises(ValueError, match="tau"):
+        from rankchain_posttrain.losses import ChainOrderLoss
+
+        ChainOrderLoss(tau=0)

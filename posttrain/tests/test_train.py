@@ -231,3 +231,17 @@ def test_chunked_length_sorted_encoding_equals_one_batch(minilm):
         whole = embed(minilm, sentences, torch.device("cpu"))
         chunked = embed(minilm, sentences, torch.device("cpu"), chunk_size=4)
     assert torch.allclose(whole, chunked, atol=1e-5)
+
+
+def test_chain_order_loss_trains_without_a_teacher(tmp_path, capsys):
+    """--loss chain_order (pure chain-order targets, issue 14) loads no teacher and records that."""
+    run = make_run(tmp_path / "run")
+    out = tmp_path / "out"
+    code = train_mod.main(base_args(run, out, "--no-export", "--max-steps", "2", "--loss", "chain_order", "--lr", "5e-5"))
+    assert code == 0, capsys.readouterr().err
+    steps = [e for e in events(capsys.readouterr().out) if e["event"] == "step"]
+    assert [set(e["parts"]) for e in steps] == [{"chain_order"}, {"chain_order"}]
+    assert all(e["loss"] > 0 for e in steps)
+    rec = json.loads((out / "training.json").read_text())
+    assert rec["teacher"] is None and rec["teacher_cache"] is None
+    assert rec["loss"]["config"]["chain_order"]["targets"] == "chain positions only"

@@ -34,7 +34,7 @@ export function registerPosttrain(program: Command): void {
     .requiredOption("--data <run-dir>", "run directory with validated.jsonl (accepted and repaired chains; and groups.jsonl for --loss lce), or a groups file from rankchain mine")
     .requiredOption("--base-model <dir>", "student: sentence-transformers or Hugging Face encoder directory (or hub id)")
     .requiredOption("--out <dir>", "output directory")
-    .option("--loss <spec>", 'losses and weights, e.g. "chain_listmle" or "chain_listmle:1,lce:0.5" (chain_listmle, listnet, infonce; lce over mined groups; distill from --cross-encoder-teacher)')
+    .option("--loss <spec>", 'losses and weights, e.g. "chain_listmle" or "chain_listmle:1,lce:0.5" (chain_listmle, listnet, chain_order, infonce; lce over mined groups; distill from --cross-encoder-teacher)')
     .option("--teacher <dir>", "teacher model (its own tokenizer is fine); default: a frozen copy of the base model")
     .option("--device <device>", "auto | cuda | cpu", choice("--device", ["auto", "cuda", "cpu"] as const))
     .option("--precision <p>", "auto | fp32 | fp16 | bf16 (auto: bf16/fp16 autocast on CUDA, fp32 on CPU)", choice("--precision", ["auto", "fp32", "fp16", "bf16"] as const))

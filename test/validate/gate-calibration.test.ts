@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { modelsDir } from "../../src/config/paths.ts";
 import { createEmbedder } from "../../src/embed/index.ts";
 import type { Embedder } from "../../src/embed/types.ts";
-import { labelledChains, scoreGate } from "./labelled-set.ts";
+import { calibrateThresholds, embedChains, halfOf, labelledChains, scoreEmbedded, scoreGate, splitLabelled } from "./labelled-set.ts";
 
 /**
  * The gate's targets on the labelled set (issue 14), with the real all-MiniLM-L6-v2: under the
@@ -43,6 +43,22 @@ describe("labelled set", () => {
     expect([...kinds.values()].every((n) => n === 3)).toBe(true);
     for (const c of set) expect(c.steps).toHaveLength(6);
   });
+
+  it("splits into a calibration and a held-out half: fixed, stratified by shape and defect kind, no good chain on both sides", () => {
+    const { calibration, heldout } = splitLabelled();
+    expect(calibration.length + heldout.length).toBe(labelledChains().length);
+    expect(splitLabelled().calibration.map((c) => c.id)).toEqual(calibration.map((c) => c.id));
+    for (const half of [calibration, heldout]) {
+      const good = half.filter((c) => c.label === "good");
+      expect(good.filter((c) => c.kind === "walk")).toHaveLength(12);
+      expect(good.filter((c) => c.kind === "star")).toHaveLength(3);
+      expect(half.filter((c) => c.label === "defect")).toHaveLength(18);
+      expect(new Set(half.filter((c) => c.label === "defect").map((c) => c.kind)).size).toBe(12);
+    }
+    const calSources = new Set(calibration.map((c) => c.source));
+    expect(heldout.some((c) => calSources.has(c.source))).toBe(false);
+    expect(heldout.every((c) => halfOf(c) === "heldout")).toBe(true);
+  });
 });
 
 describe.skipIf(Boolean(missing))("gate calibration with the real embedder", () => {
@@ -70,5 +86,17 @@ describe.skipIf(Boolean(missing))("gate calibration with the real embedder", () 
     // star-shaped chains' cycles are flagged, not cut
     const starCycles = repair!.outcomes.filter((o) => o.chain.kind === "star" && o.monotone && o.reasons.some((r) => r.startsWith("cycle")));
     for (const o of starCycles) expect(o.keptWhole).toBe(true);
+  }, 120_000);
+
+  it("thresholds calibrated on the calibration half alone meet the targets on the held-out half under repair", async () => {
+    const { calibration, heldout } = splitLabelled();
+    const cal = calibrateThresholds(calibration, await embedChains(embedder, calibration), embedder.info.id, "repair");
+    expect(cal.score.defectsKept).toBe(0);
+    const held = scoreEmbedded(heldout, await embedChains(embedder, heldout), "repair", embedder.info.id, { thresholds: cal.thresholds });
+    const lost = held.outcomes.filter((o) => o.chain.label === "good" && o.monotone && !o.keptWhole).map((o) => `${o.chain.id}: ${o.reasons.join(" ")}`);
+    const leaked = held.outcomes.filter((o) => o.defectKept).map((o) => `${o.chain.id}: ${o.status} ${o.reasons.join(" ")}`);
+    expect(lost).toEqual([]);
+    expect(leaked).toEqual([]);
+    expect(held.goodMonotone).toBeGreaterThanOrEqual(8);
   }, 120_000);
 });

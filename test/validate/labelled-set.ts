@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Embedder } from "../../src/embed/types.ts";
 import { ChainValidator, type Policy } from "../../src/validate/index.ts";
+import { DEFAULT_GATE_THRESHOLDS, type GateThresholds } from "../../src/validate/validator.ts";
 import { record, REPO_ROOT } from "./helpers.ts";
 
 /**
@@ -20,6 +21,8 @@ export interface LabelledChain {
   steps: string[];
   /** 1-based steps that carry the defect (empty for good chains). */
   defectSteps: number[];
+  /** Index in good-chains.json of the good chain this one is (or was planted into). */
+  source: number;
 }
 
 interface GoodChain {
@@ -95,15 +98,33 @@ const PLANTERS: { kind: string; plant: (c: GoodChain, k: number) => { steps: str
 /** 30 good chains + 36 planted defects (each of the 12 kinds planted into 3 different good chains). */
 export function labelledChains(): LabelledChain[] {
   const good = goodChains();
-  const out: LabelledChain[] = good.map((c) => ({ id: c.id, label: "good", kind: c.shape, anchor: c.anchor, steps: c.steps, defectSteps: [] }));
+  const out: LabelledChain[] = good.map((c, i) => ({ id: c.id, label: "good", kind: c.shape, anchor: c.anchor, steps: c.steps, defectSteps: [], source: i }));
   PLANTERS.forEach((p, pi) => {
     for (let k = 0; k < 3; k++) {
-      const c = good[(pi * 3 + k * 7) % good.length]!;
+      const source = (pi * 3 + k * 7) % good.length;
+      const c = good[source]!;
       const planted = p.plant(c, k);
-      out.push({ id: `${p.kind}-${k + 1}-${c.id}`, label: "defect", kind: p.kind, anchor: c.anchor, steps: planted.steps, defectSteps: planted.defectSteps });
+      out.push({ id: `${p.kind}-${k + 1}-${c.id}`, label: "defect", kind: p.kind, anchor: c.anchor, steps: planted.steps, defectSteps: planted.defectSteps, source });
     }
   });
   return out;
+}
+
+export type Half = "calibration" | "heldout";
+
+/**
+ * The fixed split of the labelled set: good chains at even positions of good-chains.json, and every
+ * defect planted into one of them, calibrate; the odd positions and their defects are held out.
+ * No good chain is on both sides (a defect chain shares its sentences with its source), and the
+ * split is stratified: 12 walks + 3 stars per half, and each defect kind in both halves (its three
+ * copies are planted into sources of parity even/odd/even or odd/even/odd: 18 defects per half).
+ */
+export function halfOf(c: LabelledChain): Half {
+  return c.source % 2 === 0 ? "calibration" : "heldout";
+}
+
+export function splitLabelled(chains: LabelledChain[] = labelledChains()): Record<Half, LabelledChain[]> {
+  return { calibration: chains.filter((c) => halfOf(c) === "calibration"), heldout: chains.filter((c) => halfOf(c) === "heldout") };
 }
 
 export interface GateOutcome {
@@ -135,14 +156,32 @@ export interface PolicyScore {
   outcomes: GateOutcome[];
 }
 
+export interface ScoreOptions {
+  minSteps?: number;
+  hardKinds?: string[];
+  /** Chains to score (default: the whole labelled set). */
+  chains?: LabelledChain[];
+  /** Gate thresholds (default: the shipped DEFAULT_GATE_THRESHOLDS). */
+  thresholds?: Partial<GateThresholds>;
+}
+
+/** Embeds chains once: vectors[i] = [anchor, ...steps] of chains[i]. */
+export async function embedChains(embedder: Embedder, chains: LabelledChain[]): Promise<Float32Array[][]> {
+  return Promise.all(chains.map((c) => embedder.embed([c.anchor, ...c.steps])));
+}
+
 /** Embeds every chain once, then applies the gate under each policy (file order; duplicate-chain check off). */
-export async function scoreGate(embedder: Embedder, policies: readonly Policy[], options: { minSteps?: number; hardKinds?: string[] } = {}): Promise<PolicyScore[]> {
-  const chains = labelledChains();
-  const vectors = await Promise.all(chains.map((c) => embedder.embed([c.anchor, ...c.steps])));
-  return policies.map((policy) => {
+export async function scoreGate(embedder: Embedder, policies: readonly Policy[], options: ScoreOptions = {}): Promise<PolicyScore[]> {
+  const chains = options.chains ?? labelledChains();
+  const vectors = await embedChains(embedder, chains);
+  return policies.map((policy) => scoreEmbedded(chains, vectors, policy, embedder.info.id, options));
+}
+
+/** One policy on already-embedded chains. */
+export function scoreEmbedded(chains: LabelledChain[], vectors: Float32Array[][], policy: Policy, embedderId: string, options: ScoreOptions = {}): PolicyScore {
     // every chain gets a fresh validator: planted copies of one good chain must not be judged as duplicate chains
     const outcomes = chains.map((c, i): GateOutcome => {
-      const v = new ChainValidator({ embedderId: embedder.info.id, policy, minSteps: options.minSteps ?? 3, hardKinds: options.hardKinds ?? [] });
+      const v = new ChainValidator({ embedderId, policy, minSteps: options.minSteps ?? 3, hardKinds: options.hardKinds ?? [], thresholds: options.thresholds });
       const out = v.validate(record(c.id, c.anchor, c.steps), vectors[i]!).validation;
       const sims = vectors[i]!.slice(1).map((x) => cosine(vectors[i]![0]!, x));
       const monotone = sims.every((s, k) => k === 0 || s < sims[k - 1]!);
@@ -166,14 +205,76 @@ export async function scoreGate(embedder: Embedder, policies: readonly Policy[],
       policy,
       good: good.length,
       goodMonotone: mono.length,
-      recall: good.filter((o) => o.keptWhole).length / good.length,
+      recall: good.length ? good.filter((o) => o.keptWhole).length / good.length : 1,
       recallMonotone: mono.length ? mono.filter((o) => o.keptWhole).length / mono.length : 1,
       defects: defects.length,
       defectsKept: defects.filter((o) => o.defectKept).length,
       precision: kept.length ? clean.length / kept.length : 1,
       outcomes,
     };
-  });
+}
+
+/** The thresholds calibration searches, each over a fixed grid (the others follow the shipped defaults). */
+export const CALIBRATION_GRID: Readonly<Partial<Record<keyof GateThresholds, readonly number[]>>> = Object.freeze({
+  unrelatedThreshold: range(0.05, 0.4, 0.025),
+  dupThreshold: range(0.85, 0.99, 0.01),
+  dupTextSimilarity: range(0.8, 0.99, 0.01),
+  inversionTolerance: [0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05],
+  appendKeep: range(0.6, 0.95, 0.05),
+});
+
+function range(from: number, to: number, step: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; from + i * step <= to + 1e-9; i++) out.push(Math.round((from + i * step) * 1000) / 1000);
+  return out;
+}
+
+/** Objective on the calibration chains under one policy: fewest defects kept, then monotone recall, recall, precision. */
+function objective(s: PolicyScore): number[] {
+  return [-s.defectsKept, s.recallMonotone, s.recall, s.precision];
+}
+
+function compare(a: number[], b: number[]): number {
+  for (let i = 0; i < a.length; i++) if (Math.abs(a[i]! - b[i]!) > 1e-12) return a[i]! - b[i]!;
+  return 0;
+}
+
+/**
+ * Coordinate search over CALIBRATION_GRID on the given (calibration) chains only, starting from the
+ * shipped defaults, two passes: for each threshold, the grid values with the best objective under
+ * `policy`; of the longest run of consecutive best values, its middle one (the widest margin on
+ * both sides). Returns the chosen thresholds, that run's ends per threshold (last pass), and the
+ * calibration chains' score with them.
+ */
+export function calibrateThresholds(
+  chains: LabelledChain[],
+  vectors: Float32Array[][],
+  embedderId: string,
+  policy: Policy = "repair",
+  grid: Partial<Record<keyof GateThresholds, readonly number[]>> = CALIBRATION_GRID,
+): { thresholds: Partial<GateThresholds>; ranges: Partial<Record<keyof GateThresholds, [number, number]>>; score: PolicyScore } {
+  const chosen: Partial<GateThresholds> = {};
+  const ranges: Partial<Record<keyof GateThresholds, [number, number]>> = {};
+  for (const k of Object.keys(grid) as (keyof GateThresholds)[]) chosen[k] = DEFAULT_GATE_THRESHOLDS[k];
+  for (let pass = 0; pass < 2; pass++) {
+    for (const [name, values] of Object.entries(grid) as [keyof GateThresholds, readonly number[]][]) {
+      const objs = values.map((v) => objective(scoreEmbedded(chains, vectors, policy, embedderId, { thresholds: { ...chosen, [name]: v } })));
+      const best = objs.reduce((b, o) => (compare(o, b) > 0 ? o : b));
+      let bestRun: [number, number] | undefined;
+      let start = -1;
+      objs.forEach((o, i) => {
+        if (compare(o, best) !== 0) {
+          start = -1;
+          return;
+        }
+        if (start < 0) start = i;
+        if (!bestRun || i - start > bestRun[1] - bestRun[0]) bestRun = [start, i];
+      });
+      chosen[name] = values[Math.floor((bestRun![0] + bestRun![1]) / 2)]!;
+      ranges[name] = [values[bestRun![0]]!, values[bestRun![1]]!];
+    }
+  }
+  return { thresholds: chosen, ranges, score: scoreEmbedded(chains, vectors, policy, embedderId, { thresholds: chosen }) };
 }
 
 function cosine(a: Float32Array, b: Float32Array): number {

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .chain_listmle import ChainListMLELoss
+from .chain_order import ChainOrderLoss
 from .distill import DistillLoss
 from .infonce import InfoNCELoss
 from .lce import GroupEmbeddings, LCELoss
@@ -16,6 +17,7 @@ from .listnet import ListNetLoss
 
 LOSSES: dict[str, type[nn.Module]] = {
     "chain_listmle": ChainListMLELoss,
+    "chain_order": ChainOrderLoss,
     "listnet": ListNetLoss,
     "infonce": InfoNCELoss,
     "lce": LCELoss,
@@ -98,7 +100,7 @@ class CombinedLoss(nn.Module):
         for name, weight in parse_loss_spec(spec):
             if name == "distill":
                 built[name] = (DistillLoss(teacher_dir=cross_encoder_teacher, tau=tau), weight)
-            elif name in ("infonce", "lce"):
+            elif name in ("infonce", "lce", "chain_order"):
                 built[name] = (LOSSES[name](tau=tau), weight)
             else:
                 built[name] = (LOSSES[name](tau=tau, tau2=tau2, omega=omega), weight)
@@ -106,7 +108,7 @@ class CombinedLoss(nn.Module):
 
     @property
     def needs_teacher(self) -> bool:
-        return any(not isinstance(m, (InfoNCELoss, LCELoss, DistillLoss)) for m in self.parts.values())
+        return any(not isinstance(m, (InfoNCELoss, LCELoss, DistillLoss, ChainOrderLoss)) for m in self.parts.values())
 
     @property
     def needs_chains(self) -> bool:
