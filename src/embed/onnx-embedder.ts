@@ -64,11 +64,22 @@ function hiddenOutputName(names: readonly string[]): string {
   return first;
 }
 
-function sessionOptions(threads: number | undefined): ort.InferenceSession.SessionOptions {
+/**
+ * onnxruntime session settings. Threads: the caller's, else $RANKCHAIN_ORT_THREADS, else
+ * onnxruntime's default (one intra-op thread per physical core). Spinning: onnxruntime's intra-op
+ * threads busy-wait for work between operators; $RANKCHAIN_ORT_SPIN=0 makes them sleep instead
+ * (`session.intra_op.allow_spinning` = 0), which a shared CPU may prefer (docs/validate.md).
+ */
+export function sessionOptions(threads: number | undefined, env: NodeJS.ProcessEnv = process.env): ort.InferenceSession.SessionOptions {
+  const fromEnv = Number(env.RANKCHAIN_ORT_THREADS);
+  const n = threads ?? (Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : undefined);
+  const spin = env.RANKCHAIN_ORT_SPIN;
+  if (spin !== undefined && spin !== "0" && spin !== "1") throw new ConfigError(`RANKCHAIN_ORT_SPIN must be 0 or 1, got "${spin}"`);
   return {
     graphOptimizationLevel: "all",
     executionProviders: ["cpu"],
-    ...(threads !== undefined ? { intraOpNumThreads: threads, interOpNumThreads: 1 } : {}),
+    ...(n !== undefined ? { intraOpNumThreads: n, interOpNumThreads: 1 } : {}),
+    ...(spin !== undefined ? { extra: { session: { intra_op: { allow_spinning: spin }, inter_op: { allow_spinning: spin } } } } : {}),
   };
 }
 

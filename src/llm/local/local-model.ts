@@ -29,7 +29,7 @@ import type {
   TokenCount,
 } from "../types.ts";
 import { checkContextFits, DecodeStepBarrier, DETERMINISTIC_PIECE, pieces, SEQUENCES_PER_SLOT, sequenceContextSize, SlotPool, type BarrierMember, type SequencePair, type SequenceSizing } from "./batched-decoding.ts";
-import { argmax, candidateScores, guidanceScores, logSoftmax, logSoftmaxFlat, sampleToken, seededRandom } from "./cfg-math.ts";
+import { argmax, candidateScores, guidanceScores, guidanceScoresFlat, logSoftmax, logSoftmaxFlat, sampleToken, seededRandom } from "./cfg-math.ts";
 
 export type LocalGpu = "auto" | "cuda" | "metal" | "off";
 
@@ -138,6 +138,13 @@ export class LocalLanguageModel implements LanguageModel {
   private readonly stopTokens: Set<Token>;
   private disposed = false;
   readonly flatLogitsAvailable: boolean;
+  /**
+   * How exact CFG scores the vocabulary: "raw" (default) G·logit_pos − (G−1)·logit_neg straight
+   * from the flat arrays (the log-softmax normalisers are one constant over all tokens, so the
+   * argmax and the softmax at any temperature are the same); "log-softmax" normalises both in
+   * float64 first (the path before; for benchmarks). The Map readback always normalises.
+   */
+  public exactScoring: "raw" | "log-softmax";
 
   private constructor(
     readonly modelId: string,
@@ -159,6 +166,7 @@ export class LocalLanguageModel implements LanguageModel {
     /** See LocalModelOptions.deterministic. */
     readonly deterministic: boolean,
   ) {
+    this.exactScoring = "raw";
     /** Whether the flat-array readback could be installed on this context (see installFlatLogits). */
     this.flatLogitsAvailable = installFlatLogits(context, () => this.logitsReadback === "flat");
     if (cfgCandidates !== undefined) checkCandidates(cfgCandidates);
@@ -415,7 +423,10 @@ export class LocalLanguageModel implements LanguageModel {
       if (candidates === undefined) {
         cfg.readback = posRead instanceof Map ? "map" : "flat";
         const vocab = this.vocabularySize(posRead);
-        const scores = guidanceScores(toLogProbs(posRead, vocab), negRead ? toLogProbs(negRead, vocab) : undefined, G);
+        // raw logits (the normalisers cancel) straight from the flat arrays, else log-softmax
+        const raw =
+          this.exactScoring === "raw" && !(posRead instanceof Map) && !(negRead instanceof Map) ? guidanceScoresFlat(posRead.flat, negRead?.flat, vocab, G) : undefined;
+        const scores = raw ?? guidanceScores(toLogProbs(posRead, vocab), negRead ? toLogProbs(negRead, vocab) : undefined, G);
         return (temperature > 0 ? sampleToken(scores, temperature, random()) : argmax(scores)) as Token;
       }
       const posLogits = asMap(posRead);
@@ -692,7 +703,7 @@ const FLAT_LOGITS_INSTALLED = Symbol("rankchain.flatLogits");
  * there; results of any other shape are passed through as they are, and evaluateForLogits then
  * reads the public Map.
  */
-function installFlatLogits(context: LlamaContext, enabled: () => boolean): boolean {
+export function installFlatLogits(context: LlamaContext, enabled: () => boolean): boolean {
   const native = (context as unknown as { _ctx?: Record<PropertyKey, unknown> })._ctx;
   if (native === null || typeof native !== "object" || typeof native.sampleToken !== "function") return false;
   if (native[FLAT_LOGITS_INSTALLED]) return true;
