@@ -8,8 +8,9 @@
  * Chains are built from ../shared/eval-data/seeds-snli-dev-sentences.txt when present (each step
  * swaps more words of the anchor for words of other seeds), else from built-in sentences.
  * --ort compares onnxruntime session settings (env of the validate process), each a cell next to
- * the batch sizes: "default" (onnxruntime's threads, spinning), "spin0" (RANKCHAIN_ORT_SPIN=0: idle
- * intra-op threads sleep), "t1" (RANKCHAIN_ORT_THREADS=1), "t1spin0", "t2spin0"; CPU seconds
+ * the batch sizes: "default" (onnxruntime's threads, no spinning: rankchain's default), "spin1"
+ * (RANKCHAIN_ORT_SPIN=1: idle intra-op threads busy-wait, onnxruntime's own default), "spin0",
+ * "t1" (RANKCHAIN_ORT_THREADS=1), "t1spin0", "t2spin0"; CPU seconds
  * (user + sys) are reported next to wall time.
  * Run: npx tsx bench/validate/scale.ts [--steps 100000] [--sizes 16,64,256] [--rounds 1] [--ort default,spin0,t1]
  */
@@ -24,6 +25,7 @@ import { mulberry32 } from "../../src/util/random.ts";
 const { values } = parseArgs({ options: { steps: { type: "string", default: "100000" }, sizes: { type: "string", default: "16,64,256" }, rounds: { type: "string", default: "1" }, ort: { type: "string", default: "default" } } });
 const ORT_VARIANTS: Record<string, Record<string, string>> = {
   default: {},
+  spin1: { RANKCHAIN_ORT_SPIN: "1" },
   spin0: { RANKCHAIN_ORT_SPIN: "0" },
   t1: { RANKCHAIN_ORT_THREADS: "1" },
   t1spin0: { RANKCHAIN_ORT_THREADS: "1", RANKCHAIN_ORT_SPIN: "0" },
