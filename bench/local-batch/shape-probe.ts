@@ -1,6 +1,9 @@
 /**
  * Does one sequence's next-token logit vector depend on what else is in the llama.cpp batch?
- * Bitwise comparisons (no timing) of one sequence's logits under different batch shapes.
+ * Bitwise comparisons (no timing) of one sequence's logits under different batch shapes: a prompt
+ * beside another sequence's prompt, in pieces, token by token, a long prompt (>= 64 tokens: ggml-cpu's
+ * tiled flash-attention kernel) whole vs in pieces of 63, and a decode step beside other sequences.
+ * What it found is written up in batched-decoding.ts (DETERMINISTIC_PIECE) and docs/local-models.md.
  * Run: npx tsx bench/local-batch/shape-probe.ts [flashAttention:0|1]
  */
 import { getLlama, LlamaLogLevel, type LlamaContextSequence, type Token } from "node-llama-cpp";
@@ -53,8 +56,6 @@ await logits(s[2]!, Q);
 await logits(s[3]!, Q);
 const [t2] = await Promise.all([logits(s[0]!, [t]), logits(s[1]!, [t])]);
 console.log("t beside 1 single token (2 outputs):     ", diff(refT, t2));
-const [t3] = await Promise.all([logits(s[0]!, [t]), logits(s[2]!, [t])]);
-console.log("t beside 1 single token, seq 0+2:        ", diff(refT, t3).replace(/^/, ""), "(t evaluated on top of earlier t: compare with next line)");
 await ctx.dispose();
 // 3. P in two chunks (prefix, then rest) alone
 ({ ctx, s } = await fresh());
