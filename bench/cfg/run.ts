@@ -5,7 +5,10 @@
  *   plain         generate(): node-llama-cpp's own greedy sampler, one sequence, no logits readback
  *   guided G=1    generateGuided() at G = 1: one sequence, full logits read back per token
  *   CFG exact     G = 1.5, the whole vocabulary scored (the default): two sequences in one batch,
- *                 logits read as node-llama-cpp's flat native array (logitsReadback "flat")
+ *                 logits read as node-llama-cpp's flat native array (logitsReadback "flat"),
+ *                 scored from raw logits (exactScoring "raw")
+ *   CFG exact lsm the same, scored after a float64 log-softmax of both (exactScoring
+ *                 "log-softmax"), the path before that change
  *   CFG exact Map the same through the public API only: logits as a Map (logitsReadback "map"),
  *                 the path before this change
  *   CFG top-K     G = 1.5, only the positive's top K tokens scored (opt-in `candidates: K`,
@@ -13,7 +16,7 @@
  * then chains per minute for 4-step greedy CFG chains (exact and top-20), and, with node-llama-cpp
  * directly, the forward pass alone for one sequence vs two sequences in one batch (the floor for
  * any CFG: the negative prompt's forward pass is not free).
- * Run: npx tsx bench/cfg/run.ts [MODEL] [ROUNDS]
+ * Run: npx tsx bench/cfg/run.ts [MODEL] [ROUNDS] [MODES: comma-separated names, default all]
  */
 import { availableParallelism, cpus } from "node:os";
 import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp";
@@ -39,8 +42,10 @@ const anchors = [
 if (modelName === "default" || !modelName.includes("/")) await pullModel(modelName === "default" ? undefined : modelName);
 const model = await createLocalModel({ model: modelName, gpu: "off" });
 if (!model.flatLogitsAvailable) console.log("note: node-llama-cpp internals differ; the flat readback is unavailable, both exact modes use the Map");
+const { loadavg } = await import("node:os");
+const load = () => loadavg().map((x) => x.toFixed(2)).join(" ");
 console.log(
-  `model ${model.modelId} (${model.chatTemplate}), ${availableParallelism()} cores (${cpus()[0]?.model ?? "?"}), ${TOKENS} new tokens per prompt, ${pairs.length} prompts, ${ROUNDS} rounds`,
+  `load average ${load()}; model ${model.modelId} (${model.chatTemplate}), ${availableParallelism()} cores (${cpus()[0]?.model ?? "?"}), ${TOKENS} new tokens per prompt, ${pairs.length} prompts, ${ROUNDS} rounds`,
 );
 
 type Pair = (typeof pairs)[number];
@@ -48,22 +53,28 @@ interface Mode {
   name: string;
   run: (p: Pair) => Promise<{ tokens: number; reevaluations: number }>;
 }
-const guidedMode = (name: string, guidance: number, extra: Partial<LocalGuidedGenerateRequest>, readback: "flat" | "map" = "flat"): Mode => ({
+const guidedMode = (name: string, guidance: number, extra: Partial<LocalGuidedGenerateRequest>, readback: "flat" | "map" = "flat", scoring: "raw" | "log-softmax" = "raw"): Mode => ({
   name,
   run: async (p) => {
     model.logitsReadback = readback;
+    model.exactScoring = scoring;
     const r = await model.generateGuided({ ...p, guidance, maxOutputTokens: TOKENS, stopAtNewline: false, ...extra });
     model.logitsReadback = "flat";
+    model.exactScoring = "raw";
     return { tokens: r.usage.outputTokens!, reevaluations: (r.raw as LocalGenerationDetails).cfg?.negativeReevaluations ?? 0 };
   },
 });
-const modes: Mode[] = [
+const allModes: Mode[] = [
   { name: "plain", run: async (p) => ({ tokens: (await model.generate({ messages: p.positive, maxOutputTokens: TOKENS })).usage.outputTokens!, reevaluations: 0 }) },
   guidedMode("guided G=1", 1, {}),
   guidedMode("CFG exact", 1.5, {}),
+  guidedMode("CFG exact lsm", 1.5, {}, "flat", "log-softmax"),
   guidedMode("CFG exact Map", 1.5, {}, "map"),
   ...TOP_KS.map((k) => guidedMode(`CFG top-${k}`, 1.5, { candidates: k })),
 ];
+const only = process.argv[4]?.split(",");
+const modes = only ? allModes.filter((m) => m.name === "plain" || m.name === "CFG exact" || only.includes(m.name)) : allModes;
+const has = (name: string) => modes.some((m) => m.name === name);
 
 for (const m of modes) await m.run(pairs[0]!); // warm-up (also fills the prompt caches)
 // interleaved: every prompt is decoded by every mode before the next prompt, in an order that
@@ -99,12 +110,13 @@ for (const m of modes) {
 }
 const ratio = (a: string, b: string) => (tps.get(a)! / tps.get(b)!).toFixed(2);
 console.log(`ratio CFG exact / plain            = ${ratio("CFG exact", "plain")}  (target >= 0.6)`);
-for (const k of TOP_KS) console.log(`ratio CFG top-${k} / plain`.padEnd(35) + `= ${ratio(`CFG top-${k}`, "plain")}  (opt-in approximation)`);
-console.log(`ratio CFG top-${TOP_KS[0]} / CFG exact`.padEnd(35) + `= ${ratio(`CFG top-${TOP_KS[0]}`, "CFG exact")}`);
-console.log(`ratio CFG exact / CFG exact Map    = ${ratio("CFG exact", "CFG exact Map")}  (flat native array vs public Map)`);
-console.log(`ratio guided G=1 / plain           = ${ratio("guided G=1", "plain")}  (cost of reading back full logits)`);
+for (const k of TOP_KS) if (has(`CFG top-${k}`)) console.log(`ratio CFG top-${k} / plain`.padEnd(35) + `= ${ratio(`CFG top-${k}`, "plain")}  (opt-in approximation)`);
+if (has(`CFG top-${TOP_KS[0]}`)) console.log(`ratio CFG top-${TOP_KS[0]} / CFG exact`.padEnd(35) + `= ${ratio(`CFG top-${TOP_KS[0]}`, "CFG exact")}`);
+if (has("CFG exact lsm")) console.log(`ratio CFG exact / CFG exact lsm    = ${ratio("CFG exact", "CFG exact lsm")}  (raw-logit scoring vs log-softmax first)`);
+if (has("CFG exact Map")) console.log(`ratio CFG exact / CFG exact Map    = ${ratio("CFG exact", "CFG exact Map")}  (flat native array vs public Map)`);
+if (has("guided G=1")) console.log(`ratio guided G=1 / plain           = ${ratio("guided G=1", "plain")}  (cost of reading back full logits)`);
 
-for (const candidates of [undefined, TOP_KS[0]]) {
+for (const candidates of process.env.CFG_BENCH_CHAINS === "0" ? [] : [undefined, TOP_KS[0]]) {
   const t0 = performance.now();
   for (const anchor of anchors) {
     const chain: string[] = [];
@@ -143,3 +155,4 @@ await model.dispose();
   console.log(`forward only: 1 sequence ${one.toFixed(1)} ms/token, 2 sequences batched ${two.toFixed(1)} ms/token, ratio ${(one / two).toFixed(2)} (>= 0.6 means the pair costs well under two passes)`);
   await llama.dispose();
 }
+console.log(`load average at the end ${load()}`);

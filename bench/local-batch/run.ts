@@ -5,7 +5,10 @@
  * per step), and the median round per cell is reported. Concurrency 1 = one chain at a time on a
  * model with one slot; concurrency N = N chains at once on a model with N slots (one context, one
  * batch per decode step). Also: how many chains each decode step carried on average.
- * Run: npx tsx bench/local-batch/run.ts [--n 8] [--chains 8] [--steps 3] [--max-out 32] [--rounds 3]
+ * With --deterministic: the four cells are exact CFG at c=1 and c=N, without and with
+ * deterministic decoding (createLocalModel({ deterministic: true }), CLI --deterministic), so the
+ * flag's cost and whether c=N reproduces c=1 are measured side by side.
+ * Run: npx tsx bench/local-batch/run.ts [--n 8] [--chains 8] [--steps 3] [--max-out 32] [--rounds 3] [--deterministic]
  */
 import { availableParallelism, cpus } from "node:os";
 import { parseArgs } from "node:util";
@@ -21,6 +24,7 @@ const { values } = parseArgs({
     "max-out": { type: "string", default: "32" },
     rounds: { type: "string", default: "3" },
     model: { type: "string", default: "default" },
+    deterministic: { type: "boolean", default: false },
   },
 });
 const N = Number(values.n);
@@ -48,8 +52,12 @@ if (values.model === "default") await pullModel(undefined);
 const threads = defaultThreads();
 const one = await createLocalModel({ model: values.model, gpu: "off", threads, contextSize: 512 });
 const many = await createLocalModel({ model: values.model, gpu: "off", threads, contextSize: 512, parallel: N });
+const det = values.deterministic;
+const oneDet = det ? await createLocalModel({ model: values.model, gpu: "off", contextSize: 512, deterministic: true }) : one;
+const manyDet = det ? await createLocalModel({ model: values.model, gpu: "off", contextSize: 512, parallel: N, deterministic: true }) : many;
+const { loadavg } = await import("node:os");
 console.log(
-  `model ${one.modelId}, ${availableParallelism()} cores (${cpus()[0]?.model ?? "?"}), llama.cpp threads ${threads}; ${CHAINS} chains x ${STEPS} steps, <= ${MAX_OUT} tokens/step, G = 1.5 greedy; ${ROUNDS} rounds; machine shared with other jobs`,
+  `load average ${loadavg().map((x) => x.toFixed(2)).join(" ")}; model ${one.modelId}, ${availableParallelism()} cores (${cpus()[0]?.model ?? "?"}), llama.cpp threads ${threads}; ${CHAINS} chains x ${STEPS} steps, <= ${MAX_OUT} tokens/step, G = 1.5 greedy; ${ROUNDS} rounds; machine shared with other jobs`,
 );
 
 async function chain(model: LocalLanguageModel, anchor: string, candidates: number | undefined): Promise<{ tokens: number; text: string }> {
@@ -78,13 +86,21 @@ async function runAll(model: LocalLanguageModel, concurrency: number, candidates
   return { secs: (performance.now() - t0) / 1000, results: out };
 }
 
-const cells = [
-  { name: "exact   c=1", model: one, c: 1, k: undefined },
-  { name: `exact   c=${N}`, model: many, c: N, k: undefined },
-  { name: "top-20  c=1", model: one, c: 1, k: 20 },
-  { name: `top-20  c=${N}`, model: many, c: N, k: 20 },
-];
+const cells = det
+  ? [
+      { name: "exact   c=1", model: one, c: 1, k: undefined },
+      { name: `exact   c=${N}`, model: many, c: N, k: undefined },
+      { name: "determ. c=1", model: oneDet, c: 1, k: undefined },
+      { name: `determ. c=${N}`, model: manyDet, c: N, k: undefined },
+    ]
+  : [
+      { name: "exact   c=1", model: one, c: 1, k: undefined },
+      { name: `exact   c=${N}`, model: many, c: N, k: undefined },
+      { name: "top-20  c=1", model: one, c: 1, k: 20 },
+      { name: `top-20  c=${N}`, model: many, c: N, k: 20 },
+    ];
 await runAll(one, 1, undefined); // warm-up
+if (det) await runAll(oneDet, 1, undefined);
 const secs = new Map(cells.map((c) => [c.name, [] as number[]]));
 const tokens = new Map<string, number>();
 const texts = new Map<string, string[]>();
@@ -107,8 +123,14 @@ for (const c of cells) {
 const st = many.barrier.stats;
 console.log(`chains per decode step at c=${N} (mean over dispatches): ${((st.membersPerDispatch - before.membersPerDispatch) / Math.max(1, st.dispatches - before.dispatches)).toFixed(2)}`);
 console.log(`ratio exact  c=${N} / c=1 = ${(perHour(`exact   c=${N}`) / perHour("exact   c=1")).toFixed(2)}  (target >= 2)`);
-console.log(`ratio top-20 c=${N} / c=1 = ${(perHour(`top-20  c=${N}`) / perHour("top-20  c=1")).toFixed(2)}`);
-const same = (a: string, b: string) => texts.get(a)!.every((t, i) => t === texts.get(b)![i]);
-console.log(`same chains at c=${N} as at c=1: exact ${same("exact   c=1", `exact   c=${N}`)}, top-20 ${same("top-20  c=1", `top-20  c=${N}`)}`);
-await one.dispose();
-await many.dispose();
+const same = (a: string, b: string) => texts.get(a)!.filter((t, i) => t === texts.get(b)![i]).length;
+if (det) {
+  console.log(`ratio determ. c=${N} / c=1 = ${(perHour(`determ. c=${N}`) / perHour("determ. c=1")).toFixed(2)}`);
+  console.log(`cost of --deterministic: c=1 ${(perHour("determ. c=1") / perHour("exact   c=1")).toFixed(2)}x, c=${N} ${(perHour(`determ. c=${N}`) / perHour(`exact   c=${N}`)).toFixed(2)}x the chains/hour without it`);
+  console.log(`chains identical at c=${N} and c=1 (of ${CHAINS}): without ${same("exact   c=1", `exact   c=${N}`)}, with --deterministic ${same("determ. c=1", `determ. c=${N}`)}`);
+} else {
+  console.log(`ratio top-20 c=${N} / c=1 = ${(perHour(`top-20  c=${N}`) / perHour("top-20  c=1")).toFixed(2)}`);
+  console.log(`chains identical at c=${N} and c=1 (of ${CHAINS}): exact ${same("exact   c=1", `exact   c=${N}`)}, top-20 ${same("top-20  c=1", `top-20  c=${N}`)}`);
+}
+console.log(`load average at the end ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+for (const m of new Set([one, many, oneDet, manyDet])) await m.dispose();

@@ -7,17 +7,32 @@
  * (anchors + steps embedded, over the whole command: start-up, embedding, gates, writing) and peak RSS.
  * Chains are built from ../shared/eval-data/seeds-snli-dev-sentences.txt when present (each step
  * swaps more words of the anchor for words of other seeds), else from built-in sentences.
- * Run: npx tsx bench/validate/scale.ts [--steps 100000] [--sizes 16,64,256] [--rounds 1]
+ * --ort compares onnxruntime session settings (env of the validate process), each a cell next to
+ * the batch sizes: "default" (onnxruntime's threads, no spinning: rankchain's default), "spin1"
+ * (RANKCHAIN_ORT_SPIN=1: idle intra-op threads busy-wait, onnxruntime's own default), "spin0",
+ * "t1" (RANKCHAIN_ORT_THREADS=1), "t1spin0", "t2spin0"; CPU seconds
+ * (user + sys) are reported next to wall time.
+ * Run: npx tsx bench/validate/scale.ts [--steps 100000] [--sizes 16,64,256] [--rounds 1] [--ort default,spin0,t1]
  */
 import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { availableParallelism, tmpdir } from "node:os";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { PROJECT_ROOT } from "../../src/config/paths.ts";
 import { mulberry32 } from "../../src/util/random.ts";
 
-const { values } = parseArgs({ options: { steps: { type: "string", default: "100000" }, sizes: { type: "string", default: "16,64,256" }, rounds: { type: "string", default: "1" } } });
+const { values } = parseArgs({ options: { steps: { type: "string", default: "100000" }, sizes: { type: "string", default: "16,64,256" }, rounds: { type: "string", default: "1" }, ort: { type: "string", default: "default" } } });
+const ORT_VARIANTS: Record<string, Record<string, string>> = {
+  default: {},
+  spin1: { RANKCHAIN_ORT_SPIN: "1" },
+  spin0: { RANKCHAIN_ORT_SPIN: "0" },
+  t1: { RANKCHAIN_ORT_THREADS: "1" },
+  t1spin0: { RANKCHAIN_ORT_THREADS: "1", RANKCHAIN_ORT_SPIN: "0" },
+  t2spin0: { RANKCHAIN_ORT_THREADS: "2", RANKCHAIN_ORT_SPIN: "0" },
+};
+const VARIANTS = values.ort.split(",");
+for (const v of VARIANTS) if (!ORT_VARIANTS[v]) throw new Error(`--ort: unknown setting "${v}" (${Object.keys(ORT_VARIANTS).join(", ")})`);
 const STEPS = Number(values.steps);
 const SIZES = values.sizes.split(",").map(Number);
 const ROUNDS = Number(values.rounds);
@@ -49,18 +64,20 @@ for (let c = 0; c < chains; c++) {
 }
 writeFileSync(join(template, "chains.jsonl"), out.join("\n") + "\n");
 const sentences = chains * (PER_CHAIN + 1);
-console.log(`validate at scale: ${chains} chains, ${chains * PER_CHAIN} steps, ${sentences} sentences embedded; ${availableParallelism()} cores; machine shared with other jobs`);
+const load = () => loadavg().map((x) => x.toFixed(2)).join(" ");
+console.log(`validate at scale: ${chains} chains, ${chains * PER_CHAIN} steps, ${sentences} sentences embedded; ${availableParallelism()} cores; load average ${load()}; machine shared with other jobs`);
 
-const best = new Map<number, { secs: number; rssMb: number }>();
+const cells = VARIANTS.flatMap((variant) => SIZES.map((size) => ({ variant, size, key: `${variant} ${size}` })));
+const best = new Map<string, { secs: number; rssMb: number; cpu: number }>();
 for (let round = 0; round < ROUNDS; round++) {
-  for (const size of round % 2 === 0 ? SIZES : [...SIZES].reverse()) {
+  for (const { variant, size, key } of round % 2 === 0 ? cells : [...cells].reverse()) {
     const dir = join(base, `run-${size}`);
     rmSync(dir, { recursive: true, force: true });
     cpSync(template, dir, { recursive: true });
     const t0 = performance.now();
     const r = spawnSync("/usr/bin/time", ["-v", process.execPath, join(PROJECT_ROOT, "bin", "rankchain.js"), "validate", dir, "--batch-size", String(size), "--quiet", "--no-report"], {
       encoding: "utf8",
-      env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: "skip" },
+      env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: "skip", ...ORT_VARIANTS[variant] },
       maxBuffer: 1 << 26,
     });
     const secs = (performance.now() - t0) / 1000;
@@ -69,16 +86,18 @@ for (let round = 0; round < ROUNDS; round++) {
       continue;
     }
     const rssKb = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr)?.[1] ?? NaN);
-    const prev = best.get(size);
-    if (!prev || secs < prev.secs) best.set(size, { secs, rssMb: rssKb / 1024 });
-    console.log(`  round ${round + 1} --batch-size ${size}: ${secs.toFixed(1)} s, ${(sentences / secs).toFixed(0)} sentences/s, peak RSS ${(rssKb / 1024).toFixed(0)} MB`);
+    const cpu = Number(/User time \(seconds\): ([\d.]+)/.exec(r.stderr)?.[1] ?? NaN) + Number(/System time \(seconds\): ([\d.]+)/.exec(r.stderr)?.[1] ?? NaN);
+    const prev = best.get(key);
+    if (!prev || secs < prev.secs) best.set(key, { secs, rssMb: rssKb / 1024, cpu });
+    console.log(`  round ${round + 1} ${variant} --batch-size ${size}: ${secs.toFixed(1)} s, ${(sentences / secs).toFixed(1)} sentences/s, CPU ${cpu.toFixed(1)} s, peak RSS ${(rssKb / 1024).toFixed(0)} MB; load ${load()}`);
   }
 }
-const ref = best.get(64) ?? [...best.values()][0];
-console.log(`batch size   seconds   sentences/s   peak RSS MB   speed vs 64`);
-for (const size of SIZES) {
-  const b = best.get(size);
+const ref = best.get(`${VARIANTS[0]} 64`) ?? [...best.values()][0];
+console.log(`ort setting  batch size   seconds   sentences/s   CPU s   peak RSS MB   speed vs ${VARIANTS[0]} 64`);
+for (const { variant, size, key } of cells) {
+  const b = best.get(key);
   if (!b) continue;
-  console.log(`${String(size).padStart(10)} ${b.secs.toFixed(1).padStart(9)} ${(sentences / b.secs).toFixed(0).padStart(13)} ${b.rssMb.toFixed(0).padStart(13)} ${ref ? (ref.secs / b.secs).toFixed(2).padStart(13) : ""}`);
+  console.log(`${variant.padEnd(11)} ${String(size).padStart(11)} ${b.secs.toFixed(1).padStart(9)} ${(sentences / b.secs).toFixed(1).padStart(13)} ${b.cpu.toFixed(1).padStart(7)} ${b.rssMb.toFixed(0).padStart(13)} ${ref ? (ref.secs / b.secs).toFixed(2).padStart(13) : ""}`);
 }
+console.log(`load average at the end ${load()}`);
 rmSync(base, { recursive: true, force: true });

@@ -27,7 +27,8 @@ export function addGenerationOptions(cmd: Command): Command {
     .option("--step-retries <n>", "retries of a bad step (copy, refusal, drift rule), each with changed settings recorded in the chain", numberOption("--step-retries", { int: true, min: 0, max: 5 }), 2)
     .option("--no-drift-rules", "do not retry steps outside the length band, appending to the previous step, or (stepwise/ladder) returning toward the anchor")
     .option("--max-seed-chars <n>", "reject seeds longer than this", numberOption("--max-seed-chars", { int: true, min: 1 }), 2000)
-    .addOption(new Option("--gpu <mode>", "local models: GPU backend").choices(["auto", "cuda", "metal", "off"]).default("auto"));
+    .addOption(new Option("--gpu <mode>", "local models: GPU backend").choices(["auto", "cuda", "metal", "off"]).default("auto"))
+    .option("--deterministic", "local models: a chain's output does not depend on --concurrency or timing (CPU, one llama.cpp thread, flash attention; see docs/local-models.md)", false);
 }
 
 export function registerGenerate(program: Command): void {

@@ -49,6 +49,8 @@ export const GenerateConfigSchema = z
     driftRules: z.boolean().default(true),
     maxSeedChars: z.number().int().min(1).default(2000),
     gpu: z.enum(["auto", "cuda", "metal", "off"]).default("auto"),
+    /** Local models: a chain's output does not depend on --concurrency (CPU, one thread, flash attention, prompts in pieces). */
+    deterministic: z.boolean().default(false),
     /** A chain with fewer steps is not usable; a run with no usable chain is not "completed". Default min(3, steps). */
     minSteps: z.number().int().min(1).max(64).optional(),
     /** Circuit breaker: stop after this many consecutive connection failures (exit 4). */
@@ -86,6 +88,12 @@ export const GenerateConfigSchema = z
     }
     if (c.cfgTopK !== undefined && c.steering !== "cfg") {
       ctx.addIssue({ code: "custom", path: ["cfgTopK"], message: "only applies to --steering cfg" });
+    }
+    if (c.deterministic && c.provider !== "local") {
+      ctx.addIssue({ code: "custom", path: ["deterministic"], message: `only applies to --provider local, not ${c.provider}` });
+    }
+    if (c.deterministic && (c.gpu === "cuda" || c.gpu === "metal")) {
+      ctx.addIssue({ code: "custom", path: ["deterministic"], message: `decodes on the CPU; use --gpu off or auto, not --gpu ${c.gpu}` });
     }
     if (c.steering === "cfg" && c.provider !== "local") {
       ctx.addIssue({

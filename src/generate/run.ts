@@ -111,6 +111,8 @@ export async function runGenerate(config: GenerateConfig, hooks: GenerateHooks =
     ...(config.oversample !== 1 ? { oversample: config.oversample } : {}),
     ...(config.stepRetries !== 2 ? { step_retries: config.stepRetries } : {}),
     ...(!config.driftRules ? { drift_rules: false } : {}),
+    // flash attention rounds differently: a --resume must decode the same way
+    ...(config.deterministic ? { deterministic: true } : {}),
   };
   const state = await openRunDir({ dir: config.out, resume: config.resume, fingerprint });
   const online = hooks.model ?? (await createLanguageModel(config));

@@ -9,7 +9,7 @@ import { splitBaseUrls } from "../config/run-config.ts";
  */
 export async function createLanguageModel(
   config: Pick<GenerateConfig, "provider" | "model" | "baseUrl" | "timeoutMs" | "gpu" | "seed"> &
-    Partial<Pick<GenerateConfig, "concurrency" | "steering" | "steps" | "maxOutputTokens" | "maxSeedChars">> & { cfgTopK?: number | undefined },
+    Partial<Pick<GenerateConfig, "concurrency" | "steering" | "steps" | "maxOutputTokens" | "maxSeedChars" | "deterministic">> & { cfgTopK?: number | undefined },
 ): Promise<LanguageModel> {
   switch (config.provider) {
     case "openai": {
@@ -37,7 +37,7 @@ export async function createLanguageModel(
         steering !== undefined && steps !== undefined && maxOutputTokens !== undefined && maxSeedChars !== undefined
           ? { maxOutputTokens, maxPromptTokens: maxPromptTokens({ steering, steps, maxSeedChars, maxOutputTokens }) }
           : undefined;
-      return createLocalModel({ model: config.model, gpu: config.gpu, seed: config.seed, cfgCandidates: config.cfgTopK, parallel: config.concurrency, sizing });
+      return createLocalModel({ model: config.model, gpu: config.gpu, seed: config.seed, cfgCandidates: config.cfgTopK, parallel: config.concurrency, sizing, deterministic: config.deterministic });
     }
   }
 }

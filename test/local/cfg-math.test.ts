@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { argmax, candidateScores, guidanceScores, logSoftmax, sampleToken, seededRandom } from "../../src/llm/local/cfg-math.ts";
+import { argmax, candidateScores, guidanceScores, guidanceScoresFlat, logSoftmax, logSoftmaxFlat, sampleToken, seededRandom } from "../../src/llm/local/cfg-math.ts";
 
 describe("cfg arithmetic", () => {
   it("logSoftmax normalises raw logits in float64", () => {
@@ -73,5 +73,37 @@ describe("cfg arithmetic", () => {
     // guidance 1 ignores the negative side; a missing negative logit is an error otherwise
     expect(candidateScores(new Map([[5, 1], [2, 3]]), undefined, 1).scores).toEqual(Float64Array.from([3, 1]));
     expect(() => candidateScores(new Map([[5, 1]]), new Map(), 1.5)).toThrow(/no negative logit/);
+  });
+
+  it("raw-logit scores from flat arrays pick and sample the same tokens as the log-softmax form", () => {
+    const V = 500;
+    const rand = seededRandom(3);
+    for (let trial = 0; trial < 20; trial++) {
+      const flat = () => {
+        // a shuffled [token, logit, …] layout, as node-llama-cpp returns it (sorted by logit, not id)
+        const ids = Array.from({ length: V }, (_, i) => i).sort(() => rand() - 0.5);
+        return ids.flatMap((t) => [t, (rand() - 0.5) * 30]);
+      };
+      const pos = flat();
+      const neg = flat();
+      for (const G of [1, 1.5, 3]) {
+        const ref = guidanceScores(logSoftmaxFlat(pos, V), G === 1 ? undefined : logSoftmaxFlat(neg, V), G);
+        const raw = guidanceScoresFlat(pos, G === 1 ? undefined : neg, V, G)!;
+        expect(argmax(raw)).toBe(argmax(ref));
+        // a constant shift apart, so softmax sampling agrees too
+        const shift = raw[0]! - ref[0]!;
+        for (let t = 0; t < V; t++) expect(raw[t]! - ref[t]!).toBeCloseTo(shift, 9);
+        for (const u of [0.01, 0.37, 0.93]) expect(sampleToken(raw, 0.8, u)).toBe(sampleToken(ref, 0.8, u));
+      }
+    }
+  });
+
+  it("raw-logit scores need both arrays to cover the whole vocabulary once", () => {
+    const full = [2, 0.5, 0, 1.0, 1, -1.0];
+    expect(guidanceScoresFlat(full, full, 3, 1.5)).toBeInstanceOf(Float64Array);
+    expect(guidanceScoresFlat([0, 1.0, 1, 2.0], full, 3, 1.5)).toBeUndefined(); // positive misses a token
+    expect(guidanceScoresFlat(full, [0, 1.0, 0, 1.0, 1, 2.0], 3, 1.5)).toBeUndefined(); // negative repeats one
+    expect(guidanceScoresFlat(full, undefined, 3, 1)).toEqual(new Float64Array([1.0, -1.0, 0.5]));
+    expect(() => guidanceScoresFlat(full, full, 3, 0.5)).toThrow(RangeError);
   });
 });

@@ -225,3 +225,36 @@ export async function checkContextFits(o: {
   }
   return need;
 }
+
+/**
+ * Deterministic decoding (`--deterministic`): what makes one sequence's logits independent of the
+ * rest of the batch on llama.cpp's CPU backend (node-llama-cpp 3.22.1, its llama.cpp sources; probed
+ * bitwise by bench/local-batch/shape-probe.ts):
+ *
+ * - The weight matrix products are row-independent: Q4_1 weights (SmolLM2) are neither repacked nor
+ *   handled by llamafile's tinyBLAS on x86, so every row is one ggml vec_dot; the Q8_0 output matrix
+ *   goes through tinyBLAS for ≥ 2 output rows and vec_dot for 1, and both give identical bits.
+ * - Attention is not. node-llama-cpp fixes `kv_unified` off, so llama.cpp splits every batch into
+ *   ubatches with equal token counts per sequence (split_equal), and how many of a prompt's tokens
+ *   share a ubatch depends on what else is in the batch. Without flash attention, KQ and KQV are per
+ *   sequence matrix products over those rows: one row goes through ggml_vec_dot_f16, two or more
+ *   through tinyBLAS, with a different summation order (logits differ by up to ~0.5 after a prompt
+ *   evaluated token by token vs in one piece; a near-tie then flips a late token).
+ * - With flash attention each query row is computed on its own (online softmax over the KV cells in
+ *   order, masked cells skipped), so a prompt evaluated token by token, in pieces or beside other
+ *   sequences gives identical bits — except in two kernels: ≥ 64 query rows of one sequence in one
+ *   ubatch use a tiled kernel (GGML_FA_TILE_Q), and a single query row with ≥ 512 KV cells is split
+ *   over the threads (identical at one thread only).
+ *
+ * Hence: flash attention on, prompt tails evaluated in pieces of at most DETERMINISTIC_PIECE tokens
+ * per sequence, one llama.cpp thread, CPU. GPU kernels give no such guarantee.
+ */
+export const DETERMINISTIC_PIECE = 32;
+
+/** `tokens` cut into consecutive pieces of at most `size` tokens (at least one piece). */
+export function pieces<T>(tokens: readonly T[], size: number): T[][] {
+  if (tokens.length <= size) return [[...tokens]];
+  const out: T[][] = [];
+  for (let i = 0; i < tokens.length; i += size) out.push(tokens.slice(i, i + size));
+  return out;
+}

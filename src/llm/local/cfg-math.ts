@@ -148,3 +148,37 @@ export function sampleToken(scores: Float64Array, temperature: number, uniform: 
 
 /** A small seeded PRNG (mulberry32) for reproducible sampling at temperature > 0. */
 export const seededRandom = mulberry32;
+
+/**
+ * Exact guidance scores over the whole vocabulary straight from two flat [token, logit, …] arrays
+ * (node-llama-cpp's native layout), without log-softmax: as in candidateScores the normalisers
+ * G·log Z_pos − (G−1)·log Z_neg are one constant over all tokens, so G·logit_pos − (G−1)·logit_neg
+ * has the same argmax and the same softmax at any temperature as the log-probability form. Returns
+ * undefined unless both arrays cover every token id of the vocabulary (then the log-softmax path
+ * applies). `negative` undefined (or guidance 1): the positive logits.
+ */
+export function guidanceScoresFlat(positive: ArrayLike<number>, negative: ArrayLike<number> | undefined, vocabSize: number, guidance: number): Float64Array | undefined {
+  if (!(guidance >= 1) || !Number.isFinite(guidance)) throw new RangeError(`guidance must be a finite number >= 1, got ${guidance}`);
+  if (positive.length !== 2 * vocabSize || (guidance !== 1 && negative?.length !== 2 * vocabSize)) return undefined;
+  const out = new Float64Array(vocabSize);
+  const seen = new Uint8Array(vocabSize);
+  const g = guidance;
+  for (let i = 0; i < positive.length; i += 2) {
+    const t = positive[i]!;
+    if (!(t >= 0 && t < vocabSize) || seen[t]) return undefined;
+    seen[t] = 1;
+    out[t] = g * positive[i + 1]!;
+  }
+  if (guidance === 1 || negative === undefined) {
+    if (guidance !== 1) throw new Error("guidance > 1 needs the negative distribution");
+    return out;
+  }
+  const h = guidance - 1;
+  for (let i = 0; i < negative.length; i += 2) {
+    const t = negative[i]!;
+    if (!(t >= 0 && t < vocabSize) || seen[t] !== 1) return undefined;
+    seen[t] = 2;
+    out[t] = out[t]! - h * negative[i + 1]!;
+  }
+  return out;
+}

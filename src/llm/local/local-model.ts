@@ -28,8 +28,8 @@ import type {
   ModelCapabilities,
   TokenCount,
 } from "../types.ts";
-import { checkContextFits, DecodeStepBarrier, SEQUENCES_PER_SLOT, sequenceContextSize, SlotPool, type BarrierMember, type SequencePair, type SequenceSizing } from "./batched-decoding.ts";
-import { argmax, candidateScores, guidanceScores, logSoftmax, logSoftmaxFlat, sampleToken, seededRandom } from "./cfg-math.ts";
+import { checkContextFits, DecodeStepBarrier, DETERMINISTIC_PIECE, pieces, SEQUENCES_PER_SLOT, sequenceContextSize, SlotPool, type BarrierMember, type SequencePair, type SequenceSizing } from "./batched-decoding.ts";
+import { argmax, candidateScores, guidanceScores, guidanceScoresFlat, logSoftmax, logSoftmaxFlat, sampleToken, seededRandom } from "./cfg-math.ts";
 
 export type LocalGpu = "auto" | "cuda" | "metal" | "off";
 
@@ -81,6 +81,12 @@ export interface LocalModelOptions {
    * twice the output tokens, padded, at most the model's training context).
    */
   sizing?: SequenceSizing | undefined;
+  /**
+   * Bit-for-bit the same output for a request whatever else decodes beside it (`--deterministic`):
+   * a chain's tokens then do not depend on `parallel` (--concurrency) or on timing. CPU only, and
+   * llama.cpp threads 1. See DETERMINISTIC in batched-decoding.ts for what it changes and why.
+   */
+  deterministic?: boolean | undefined;
 }
 
 /** A guided request with the local model's extra knob. */
@@ -132,6 +138,13 @@ export class LocalLanguageModel implements LanguageModel {
   private readonly stopTokens: Set<Token>;
   private disposed = false;
   readonly flatLogitsAvailable: boolean;
+  /**
+   * How exact CFG scores the vocabulary: "raw" (default) G·logit_pos − (G−1)·logit_neg straight
+   * from the flat arrays (the log-softmax normalisers are one constant over all tokens, so the
+   * argmax and the softmax at any temperature are the same); "log-softmax" normalises both in
+   * float64 first (the path before; for benchmarks). The Map readback always normalises.
+   */
+  public exactScoring: "raw" | "log-softmax";
 
   private constructor(
     readonly modelId: string,
@@ -150,7 +163,10 @@ export class LocalLanguageModel implements LanguageModel {
     public cfgCandidates: number | undefined,
     /** See LocalModelOptions.logitsReadback; may be switched between requests (benchmarks). */
     public logitsReadback: "flat" | "map",
+    /** See LocalModelOptions.deterministic. */
+    readonly deterministic: boolean,
   ) {
+    this.exactScoring = "raw";
     /** Whether the flat-array readback could be installed on this context (see installFlatLogits). */
     this.flatLogitsAvailable = installFlatLogits(context, () => this.logitsReadback === "flat");
     if (cfgCandidates !== undefined) checkCandidates(cfgCandidates);
@@ -191,7 +207,14 @@ export class LocalLanguageModel implements LanguageModel {
       modelPath = resolved.path;
       modelId = resolved.entry?.name ?? basename(resolved.path);
     }
-    const gpu = options.gpu ?? "auto";
+    const deterministic = options.deterministic ?? false;
+    if (deterministic && (options.gpu === "cuda" || options.gpu === "metal")) {
+      throw new ConfigError(`--deterministic decodes on the CPU (GPU kernels give no bit-for-bit guarantee); use --gpu off or auto, not --gpu ${options.gpu}`);
+    }
+    if (deterministic && options.threads !== undefined && options.threads !== 1) {
+      throw new ConfigError(`--deterministic needs one llama.cpp thread (attention over long caches is split across threads), got threads ${options.threads}`);
+    }
+    const gpu = deterministic ? "off" : (options.gpu ?? "auto");
     const llama = await getLlama({
       gpu: gpu === "off" ? false : gpu,
       build: "never",
@@ -222,14 +245,16 @@ export class LocalLanguageModel implements LanguageModel {
         contextSize,
         // one decode step carries every token queued for it: prompts of new chains next to one token per chain in flight
         batchSize: Math.max(512, sequences),
-        threads: options.threads ?? defaultThreads(env),
+        threads: deterministic ? 1 : (options.threads ?? defaultThreads(env)),
+        // deterministic: attention row by row (see DETERMINISTIC_PIECE in batched-decoding.ts)
+        ...(deterministic ? { flashAttention: true } : {}),
         batching: { dispatchSchedule: barrier.dispatchSchedule },
         // keep the full KV cache on sliding-window models (Gemma 3) so prompt prefixes can be reused
         swaFullCache: true,
       });
       const slots = Array.from({ length: parallel }, () => [context.getSequence(), context.getSequence()] as const);
       const chatWrapper = resolveChatWrapper(model);
-      return new LocalLanguageModel(modelId, modelPath, llama, model, context, slots, barrier, chatWrapper, options.seed, options.cfgEvaluation ?? "batched", options.cfgCandidates, options.logitsReadback ?? "flat");
+      return new LocalLanguageModel(modelId, modelPath, llama, model, context, slots, barrier, chatWrapper, options.seed, options.cfgEvaluation ?? "batched", options.cfgCandidates, options.logitsReadback ?? "flat", deterministic);
     } catch (e) {
       await llama.dispose();
       throw e;
@@ -291,6 +316,7 @@ export class LocalLanguageModel implements LanguageModel {
     const deadline = deadlineOf(request.timeoutMs);
     const seq = slot[0];
     const reused = await this.alignPrefix(seq, prompt);
+    const [tail] = await this.prefeed([[seq, prompt.slice(reused)]]);
     let grammarEvaluationState: LlamaGrammarEvaluationState | undefined;
     if (request.responseFormat) {
       try {
@@ -309,7 +335,7 @@ export class LocalLanguageModel implements LanguageModel {
     const out: Token[] = [];
     let finish: FinishReason = FINISH_LENGTH;
     let text = "";
-    const iterator = seq.evaluate(prompt.slice(reused), {
+    const iterator = seq.evaluate([...tail!], {
       temperature,
       ...(temperature > 0 && seed !== undefined ? { seed } : {}),
       ...(grammarEvaluationState ? { grammarEvaluationState } : {}),
@@ -397,7 +423,10 @@ export class LocalLanguageModel implements LanguageModel {
       if (candidates === undefined) {
         cfg.readback = posRead instanceof Map ? "map" : "flat";
         const vocab = this.vocabularySize(posRead);
-        const scores = guidanceScores(toLogProbs(posRead, vocab), negRead ? toLogProbs(negRead, vocab) : undefined, G);
+        // raw logits (the normalisers cancel) straight from the flat arrays, else log-softmax
+        const raw =
+          this.exactScoring === "raw" && !(posRead instanceof Map) && !(negRead instanceof Map) ? guidanceScoresFlat(posRead.flat, negRead?.flat, vocab, G) : undefined;
+        const scores = raw ?? guidanceScores(toLogProbs(posRead, vocab), negRead ? toLogProbs(negRead, vocab) : undefined, G);
         return (temperature > 0 ? sampleToken(scores, temperature, random()) : argmax(scores)) as Token;
       }
       const posLogits = asMap(posRead);
@@ -474,7 +503,8 @@ export class LocalLanguageModel implements LanguageModel {
       async (slot) => {
         const seq = slot[which];
         const reused = await this.alignPrefix(seq, tokens);
-        const logits = await this.evaluateForLogits(seq, tokens.slice(reused));
+        const [tail] = await this.prefeed([[seq, tokens.slice(reused)]]);
+        const logits = await this.evaluateForLogits(seq, tail!);
         return toLogProbs(logits, this.vocabularySize(logits));
       },
     );
@@ -529,12 +559,39 @@ export class LocalLanguageModel implements LanguageModel {
     posNext: NextRequest = { logits: true },
     negNext: NextRequest = { logits: true },
   ): Promise<[ReadLogits, ReadLogits | undefined]> {
+    if (posTokens.length > DETERMINISTIC_PIECE || negTokens.length > DETERMINISTIC_PIECE) {
+      const [p, n] = await this.prefeed(neg ? [[pos, posTokens], [neg, negTokens]] : [[pos, posTokens]]);
+      posTokens = p!;
+      negTokens = n ?? [];
+    }
     if (!neg) return [await this.evaluateForLogits(pos, posTokens, posNext), undefined];
     if (this.cfgEvaluation === "sequential") {
       const p = await this.evaluateForLogits(pos, posTokens, posNext);
       return [p, await this.evaluateForLogits(neg, negTokens, negNext)];
     }
     return Promise.all([this.evaluateForLogits(pos, posTokens, posNext), this.evaluateForLogits(neg, negTokens, negNext)]);
+  }
+
+  /**
+   * Deterministic mode: evaluates the sequences' tokens in pieces of at most DETERMINISTIC_PIECE
+   * (all sequences' pieces in one batch) until at most one piece is left of each, and returns what
+   * is left, to be evaluated with logits; so no sequence ever puts more than DETERMINISTIC_PIECE
+   * tokens into one llama.cpp batch (see batched-decoding.ts). Otherwise returns the tokens as they are.
+   */
+  private async prefeed(items: readonly (readonly [LlamaContextSequence, readonly Token[]])[]): Promise<(readonly Token[])[]> {
+    const left = items.map(([, tokens]) => tokens);
+    if (!this.deterministic) return left;
+    for (;;) {
+      const due = items.map(([seq], i) => [seq, i] as const).filter(([, i]) => left[i]!.length > DETERMINISTIC_PIECE);
+      if (due.length === 0) return left;
+      await Promise.all(
+        due.map(([seq, i]) => {
+          const [piece] = pieces(left[i]!, DETERMINISTIC_PIECE);
+          left[i] = left[i]!.slice(DETERMINISTIC_PIECE);
+          return seq.controlledEvaluate(piece!);
+        }),
+      );
+    }
   }
 
   /** Evaluates the sequence's last token again (same position, same cache) and returns the logits of `tokens`. */
@@ -646,7 +703,7 @@ const FLAT_LOGITS_INSTALLED = Symbol("rankchain.flatLogits");
  * there; results of any other shape are passed through as they are, and evaluateForLogits then
  * reads the public Map.
  */
-function installFlatLogits(context: LlamaContext, enabled: () => boolean): boolean {
+export function installFlatLogits(context: LlamaContext, enabled: () => boolean): boolean {
   const native = (context as unknown as { _ctx?: Record<PropertyKey, unknown> })._ctx;
   if (native === null || typeof native !== "object" || typeof native.sampleToken !== "function") return false;
   if (native[FLAT_LOGITS_INSTALLED]) return true;
