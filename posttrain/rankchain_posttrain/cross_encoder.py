@@ -33,7 +33,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -109,8 +109,9 @@ def load_cross_encoder(path: str, device: str | torch.device = "cpu"):
     return model.to(device), tokenizer
 
 
-def score_pairs(model, tokenizer, pairs: Sequence[tuple[str, str]], max_length: int = 256, batch_size: int = 64) -> torch.Tensor:
-    """Logits ``[N]`` for (query, passage) pairs, no gradients."""
+def _over_pairs(model, tokenizer, pairs: Sequence[tuple[str, str]], max_length: int, batch_size: int,
+                run: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> list[torch.Tensor]:
+    """``run`` on each tokenised batch of (query, passage) pairs, in eval mode without gradients; the mode is restored."""
     was = model.training
     model.eval()
     out: list[torch.Tensor] = []
@@ -119,10 +120,15 @@ def score_pairs(model, tokenizer, pairs: Sequence[tuple[str, str]], max_length: 
             for b in range(0, len(pairs), batch_size):
                 batch = pairs[b : b + batch_size]
                 enc = tokenizer([p[0] for p in batch], [p[1] for p in batch], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-                enc = {k: v.to(model.device) for k, v in enc.items()}
-                out.append(model(**enc).logits[:, 0].float().cpu())
+                out.append(run({k: v.to(model.device) for k, v in enc.items()}))
     finally:
         model.train(was)
+    return out
+
+
+def score_pairs(model, tokenizer, pairs: Sequence[tuple[str, str]], max_length: int = 256, batch_size: int = 64) -> torch.Tensor:
+    """Logits ``[N]`` for (query, passage) pairs, no gradients."""
+    out = _over_pairs(model, tokenizer, pairs, max_length, batch_size, lambda enc: model(**enc).logits[:, 0].float().cpu())
     return torch.cat(out) if out else torch.zeros(0)
 
 
@@ -227,22 +233,13 @@ def onnx_scores(model_dir: str | os.PathLike[str], pairs: Sequence[tuple[str, st
 
 def pooled_features(model, tokenizer, pairs: Sequence[tuple[str, str]], max_length: int, batch_size: int = 64) -> torch.Tensor:
     """What the classification head sees (the base model's pooled output), ``[N, H]``, no gradients, eval mode."""
-    was = model.training
-    model.eval()
-    out: list[torch.Tensor] = []
-    try:
-        with torch.no_grad():
-            for b in range(0, len(pairs), batch_size):
-                batch = pairs[b : b + batch_size]
-                enc = tokenizer([p[0] for p in batch], [p[1] for p in batch], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-                enc = {k: v.to(model.device) for k, v in enc.items()}
-                pooled = getattr(model.base_model(**enc), "pooler_output", None)
-                if pooled is None:
-                    raise DataError("--ce-probe-steps needs a model whose base returns a pooled output (BERT-style); use --ce-probe-steps 0")
-                out.append(pooled.float())
-    finally:
-        model.train(was)
-    return torch.cat(out)
+    def pooled(enc: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = getattr(model.base_model(**enc), "pooler_output", None)
+        if out is None:
+            raise DataError("--ce-probe-steps needs a model whose base returns a pooled output (BERT-style); use --ce-probe-steps 0")
+        return out.float()
+
+    return torch.cat(_over_pairs(model, tokenizer, pairs, max_length, batch_size, pooled))
 
 
 def probe_head(model, tokenizer, chains: Sequence[Chain], *, seed: int, max_length: int, steps: int, loss: str, lr: float = 1e-2,
