@@ -74,7 +74,7 @@ function hiddenOutputName(names: readonly string[]): string {
 export function sessionOptions(threads: number | undefined, env: NodeJS.ProcessEnv = process.env): ort.InferenceSession.SessionOptions {
   const fromEnv = Number(env.RANKCHAIN_ORT_THREADS);
   const n = threads ?? (Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : undefined);
-  const spin = env.RANKCHAIN_ORT_SPIN ?? "0";
+  const spin = env.RANKCHAIN_ORT_SPIN || "0"; // empty (a blank line copied from .env.example) = unset
   if (spin !== "0" && spin !== "1") throw new ConfigError(`RANKCHAIN_ORT_SPIN must be 0 or 1, got "${spin}"`);
   return {
     graphOptimizationLevel: "all",

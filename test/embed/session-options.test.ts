@@ -9,6 +9,8 @@ describe("onnxruntime session options", () => {
     expect(spin(sessionOptions(undefined, {}))).toBe("0");
     expect(spin(sessionOptions(undefined, { RANKCHAIN_ORT_SPIN: "1" }))).toBe("1");
     expect(() => sessionOptions(undefined, { RANKCHAIN_ORT_SPIN: "yes" })).toThrow(ConfigError);
+    // a blank line copied from .env.example means unset, not an error
+    expect(spin(sessionOptions(undefined, { RANKCHAIN_ORT_SPIN: "" }))).toBe("0");
   });
 
   it("threads: the caller's, else RANKCHAIN_ORT_THREADS, else onnxruntime's default", () => {
