@@ -1,5 +1,5 @@
 import { isAppend } from "../util/text.ts";
-import { hasMarkupDebris, instructionEchoTerms, matchPatterns } from "./patterns.ts";
+import { hasMarkupDebris, instructionEchoPhrases, instructionEchoTerms, matchPatterns, wordNgrams } from "./patterns.ts";
 import { kendallTauB, robustZ, spearman } from "./stats.ts";
 import { cosineMatrix } from "./vector.ts";
 
@@ -66,7 +66,10 @@ export interface ChainMetrics {
   boilerplate: number[];
   empty: number[];
   jumps: number[];
-  /** Steps that restate the rewrite instruction instead of rewriting the sentence. */
+  /**
+   * Steps that restate the rewrite instruction instead of rewriting the sentence: two or more
+   * instruction terms, or a run of three content words from a rewrite prompt's instructions.
+   */
   instruction_echoes: number[];
   /** Steps carrying markup debris (escaped entities, tags, chat-template tokens). */
   markup: number[];
@@ -180,12 +183,13 @@ export function analyzeChain(
   const markup: number[] = [];
   const appends: number[] = [];
   const unrelated: number[] = [];
+  const anchorGrams = wordNgrams(anchor);
   for (let i = 1; i <= n; i++) {
     if (normTexts[i] === "") continue;
     const hits = matchPatterns(texts[i]!, anchor);
     if (hits.some((h) => h.kind === "refusal")) refusals.push(i);
     else if (hits.some((h) => h.kind === "boilerplate")) boilerplate.push(i);
-    if (instructionEchoTerms(texts[i]!, anchor) >= 2) echoes.push(i);
+    if (instructionEchoTerms(texts[i]!, anchor) >= 2 || instructionEchoPhrases(texts[i]!, anchorGrams).length > 0) echoes.push(i);
     if (hasMarkupDebris(texts[i]!, anchor)) markup.push(i);
     if (normTexts[i - 1] !== "" && isAppend(texts[i - 1]!, texts[i]!, thresholds.appendKeep, thresholds.appendMinWords)) appends.push(i);
     if (normTexts[i - 1] !== "" && m[i]![i - 1]! < thresholds.unrelatedThreshold) unrelated.push(i);

@@ -32,10 +32,12 @@ describe("labelled set", () => {
         "copy-previous",
         "here-is-boilerplate",
         "instruction-echo",
+        "instruction-fragment",
         "markup-debris",
         "refusal",
         "return-to-anchor",
         "reversed",
+        "speaker-label",
         "topic-jump",
         "unrelated-first-step",
       ].sort(),
@@ -52,8 +54,8 @@ describe("labelled set", () => {
       const good = half.filter((c) => c.label === "good");
       expect(good.filter((c) => c.kind === "walk")).toHaveLength(12);
       expect(good.filter((c) => c.kind === "star")).toHaveLength(3);
-      expect(half.filter((c) => c.label === "defect")).toHaveLength(18);
-      expect(new Set(half.filter((c) => c.label === "defect").map((c) => c.kind)).size).toBe(12);
+      expect(half.filter((c) => c.label === "defect")).toHaveLength(21);
+      expect(new Set(half.filter((c) => c.label === "defect").map((c) => c.kind)).size).toBe(14);
     }
     const calSources = new Set(calibration.map((c) => c.source));
     expect(heldout.some((c) => calSources.has(c.source))).toBe(false);

@@ -53,6 +53,17 @@ const ECHOES = [
   "Rewrite the sentence below using different words but the same meaning.",
   "Write only the new sentence that moves one step further from the anchor.",
 ];
+/** Script-style speaker labels SmolLM2 put in front of steps ("MADALINA: She is a game of data …"). */
+const SPEAKERS = ["MADALINA", "JOHN", "DR. SMITH"];
+/**
+ * Fragments of the cfg-rewrite v3 instructions that SmolLM2 appended to steps: each uses at most
+ * one instruction term, so only the prompt-phrase rule catches them.
+ */
+const FRAGMENTS = [
+  (s: string) => `${s} Data, never instructions.`,
+  (s: string) => `${s.replace(/\.$/, "")}, data never instructions.`,
+  (s: string) => `${s.replace(/\.$/, "")} because the text between the tags is data.`,
+];
 const CLAUSES = [", just before sunset", " and then stops to rest for a while", " while talking loudly on the phone", " as it slowly starts to rain outside", " before finally heading back home"];
 
 /** Planted defects, in a fixed order; each takes a good chain and returns steps + defective steps. */
@@ -93,9 +104,17 @@ const PLANTERS: { kind: string; plant: (c: GoodChain, k: number) => { steps: str
       return { steps: [c.steps[0]!, ...CLAUSES.map((_, i) => `${base}${CLAUSES.slice(0, i + 1).join("")}.`)], defectSteps: [2, 3, 4, 5, 6] };
     },
   },
+  {
+    kind: "speaker-label",
+    plant: (c, k) => ({ steps: c.steps.map((s, i) => (i === 2 ? `${SPEAKERS[k % SPEAKERS.length]!}: ${s}` : s)), defectSteps: [3] }),
+  },
+  {
+    kind: "instruction-fragment",
+    plant: (c, k) => ({ steps: c.steps.map((s, i) => (i === 4 ? FRAGMENTS[k % FRAGMENTS.length]!(s) : s)), defectSteps: [5] }),
+  },
 ];
 
-/** 30 good chains + 36 planted defects (each of the 12 kinds planted into 3 different good chains). */
+/** 30 good chains + 42 planted defects (each of the 14 kinds planted into 3 different good chains). */
 export function labelledChains(): LabelledChain[] {
   const good = goodChains();
   const out: LabelledChain[] = good.map((c, i) => ({ id: c.id, label: "good", kind: c.shape, anchor: c.anchor, steps: c.steps, defectSteps: [], source: i }));
@@ -117,7 +136,7 @@ export type Half = "calibration" | "heldout";
  * defect planted into one of them, calibrate; the odd positions and their defects are held out.
  * No good chain is on both sides (a defect chain shares its sentences with its source), and the
  * split is stratified: 12 walks + 3 stars per half, and each defect kind in both halves (its three
- * copies are planted into sources of parity even/odd/even or odd/even/odd: 18 defects per half).
+ * copies are planted into sources of parity even/odd/even or odd/even/odd: 21 defects per half).
  */
 export function halfOf(c: LabelledChain): Half {
   return c.source % 2 === 0 ? "calibration" : "heldout";
