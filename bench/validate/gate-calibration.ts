@@ -5,6 +5,8 @@
  * chains, recall, precision), then accept precision and recall of each policy are reported on the
  * held-out half, which the search never saw. The shipped defaults are scored beside them (they
  * were chosen on the whole set before the split, so their held-out figures are not a clean test).
+ * Last, the anchor-floor study: could a floor on each step's cosine to the anchor catch off-topic
+ * steps without cutting monotone good chains (anchorFloorStudy)?
  *
  *   npx tsx bench/validate/gate-calibration.ts [--json FILE] [--embedder E] [--all]
  */
@@ -12,7 +14,7 @@ import { writeFileSync } from "node:fs";
 import { createEmbedder } from "../../src/embed/index.ts";
 import { POLICIES } from "../../src/validate/index.ts";
 import { DEFAULT_GATE_THRESHOLDS } from "../../src/validate/validator.ts";
-import { calibrateThresholds, CALIBRATION_GRID, embedChains, scoreEmbedded, splitLabelled, type PolicyScore } from "../../test/validate/labelled-set.ts";
+import { anchorFloorStudy, calibrateThresholds, CALIBRATION_GRID, embedChains, scoreEmbedded, splitLabelled, type PolicyScore } from "../../test/validate/labelled-set.ts";
 
 const args = process.argv.slice(2);
 const flag = (name: string) => {
@@ -58,6 +60,11 @@ try {
       console.log(`  ${wrong ? "MISS" : "ok  "} ${o.chain.id} [${o.chain.label}${o.monotone ? ", monotone" : ""}] ${o.status} kept ${o.stepsKept}: ${o.reasons.join(" ")}`);
     }
   }
+  const floor = await anchorFloorStudy(embedder);
+  const pct = (x: { below: number; pairs: number }) => `${x.below}/${x.pairs} (${((100 * x.below) / x.pairs).toFixed(0)} %)`;
+  console.log(`anchor floor (highest that keeps every monotone good chain of the calibration half whole): ${floor.floor.toFixed(3)}`);
+  console.log(`  off-topic sentences below it: calibration ${pct(floor.offTopicBelow.calibration)}, held-out ${pct(floor.offTopicBelow.heldout)}`);
+  console.log(`  held-out monotone good chains it would cut: ${floor.heldoutLost.join(" ") || "none"}`);
   const out = flag("--json");
   if (out) {
     writeFileSync(
@@ -70,6 +77,7 @@ try {
           calibrated: cal.thresholds,
           ranges: cal.ranges,
           shipped,
+          anchor_floor_study: floor,
           rows: rows.map(({ half, thresholds, score: { outcomes, ...s } }) => ({
             half,
             thresholds,

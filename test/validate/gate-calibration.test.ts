@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { modelsDir } from "../../src/config/paths.ts";
 import { createEmbedder } from "../../src/embed/index.ts";
 import type { Embedder } from "../../src/embed/types.ts";
-import { calibrateThresholds, embedChains, halfOf, labelledChains, scoreEmbedded, scoreGate, splitLabelled } from "./labelled-set.ts";
+import { anchorFloorStudy, calibrateThresholds, embedChains, halfOf, labelledChains, scoreEmbedded, scoreGate, splitLabelled } from "./labelled-set.ts";
 
 /**
  * The gate's targets on the labelled set (issue 14), with the real all-MiniLM-L6-v2: under the
@@ -100,5 +100,17 @@ describe.skipIf(Boolean(missing))("gate calibration with the real embedder", () 
     expect(lost).toEqual([]);
     expect(leaked).toEqual([]);
     expect(held.goodMonotone).toBeGreaterThanOrEqual(8);
+  }, 120_000);
+
+  // Issue 14, hole 3: a chain that slides off topic step by step (each step related to the one
+  // before) passes `unrelated`, which looks at the previous step only. A floor on the cosine to the
+  // ANCHOR would catch it only if good chains stayed above it, and they do not: their last steps
+  // are as far from the anchor as unrelated sentences. This guards that finding (no floor shipped);
+  // if it fails, a floor may now separate them and is worth adding.
+  it("no floor on the cosine to the anchor keeps the monotone good chains whole and catches off-topic steps", async () => {
+    const study = await anchorFloorStudy(embedder);
+    expect(study.floor).toBeLessThan(0);
+    expect(study.offTopicBelow.calibration.below / study.offTopicBelow.calibration.pairs).toBeLessThan(0.5);
+    expect(study.heldoutLost.length).toBeGreaterThan(0);
   }, 120_000);
 });

@@ -132,6 +132,58 @@ export function labelledChains(): LabelledChain[] {
 export type Half = "calibration" | "heldout";
 
 /**
+ * Off-topic sentences for the anchor-floor study (issue 14, hole 3): the planted unrelated steps
+ * and sentences of the kind SmolLM2 slid into ("She is a game of data."), each a chain of its own
+ * kind that stays related to the step before it.
+ */
+export const OFF_TOPIC: readonly string[] = [
+  ...UNRELATED,
+  "She is near the baseball.",
+  "She is a game of data.",
+  "It is a game of data and numbers.",
+  "The quarterly report shows a sharp rise in steel imports.",
+  "Steel imports rose sharply in the last quarter.",
+  "Quantum computers store information in qubits.",
+];
+
+export interface AnchorFloorStudy {
+  /**
+   * The highest floor on a step's cosine to its anchor that keeps every monotone good chain of the
+   * calibration half whole (a step below the floor would be cut): their lowest step cosine.
+   */
+  floor: number;
+  /** Per half: (anchor, off-topic sentence) pairs below the floor / all pairs, over the half's good anchors. */
+  offTopicBelow: Record<Half, { below: number; pairs: number }>;
+  /** Monotone good chains of the held-out half the floor would cut (id@first step below it). */
+  heldoutLost: string[];
+}
+
+/**
+ * Could a floor on each step's cosine to the ANCHOR catch a chain that slides off topic step by
+ * step (each step related to the one before it, so `unrelated` misses it)? The floor is set on the
+ * calibration half's monotone good chains only; the study reports how many off-topic sentences
+ * fall below it and which held-out monotone good chains it would lose.
+ */
+export async function anchorFloorStudy(embedder: Embedder): Promise<AnchorFloorStudy> {
+  const good = splitLabelled(labelledChains().filter((c) => c.label === "good"));
+  const offVectors = await embedder.embed([...OFF_TOPIC]);
+  const half = async (chains: LabelledChain[]) =>
+    (await embedChains(embedder, chains)).map((v, i) => {
+      const sims = v.slice(1).map((x) => cosine(v[0]!, x));
+      return { chain: chains[i]!, sims, monotone: sims.every((s, k) => k === 0 || s < sims[k - 1]!), off: offVectors.map((o) => cosine(v[0]!, o)) };
+    });
+  const cal = await half(good.calibration);
+  const held = await half(good.heldout);
+  const floor = Math.min(...cal.filter((c) => c.monotone).flatMap((c) => c.sims));
+  const below = (rows: typeof cal) => ({ below: rows.flatMap((r) => r.off).filter((x) => x < floor).length, pairs: rows.length * OFF_TOPIC.length });
+  return {
+    floor,
+    offTopicBelow: { calibration: below(cal), heldout: below(held) },
+    heldoutLost: held.filter((r) => r.monotone && r.sims.some((s) => s < floor)).map((r) => `${r.chain.id}@${r.sims.findIndex((s) => s < floor) + 1}`),
+  };
+}
+
+/**
  * The fixed split of the labelled set: good chains at even positions of good-chains.json, and every
  * defect planted into one of them, calibrate; the odd positions and their defects are held out.
  * No good chain is on both sides (a defect chain shares its sentences with its source), and the
