@@ -1,6 +1,6 @@
 /**
  * Chain quality sweep: generates chains from one seed sample under several generator settings
- * (model, steering, γ, prompt version, steps, temperature, oversample), validates them with the
+ * (model, steering, γ, prompt version, steps, temperature, oversample, concurrency), validates them with the
  * real embedder, and prints one table (plus JSON with --json FILE):
  *
  *   chains/hour, acceptance per policy (strict / repair / lenient kept-whole), mean kept steps under
@@ -35,6 +35,8 @@ interface Setting {
   steps?: number;
   oversample?: number;
   cfgTopK?: number;
+  /** Chains generated at once (default 1; local models batch them in one context). */
+  concurrency?: number;
 }
 
 const GRIDS: Record<string, Setting[]> = {
@@ -100,9 +102,12 @@ try {
       steps: s.steps ?? steps,
       oversample: s.oversample ?? 1,
       cfgTopK: s.steering === "cfg" ? (s.cfgTopK ?? 20) : undefined,
-      concurrency: 1,
-      maxOutputTokens: 48,
+      concurrency: s.concurrency ?? 1,
+      // 48 tokens per sentence; a ladder call writes every step in one answer
+      maxOutputTokens: s.steering === "ladder" ? 48 * (s.steps ?? steps) : 48,
       quiet: true,
+      // a batched call on a slow CPU can take minutes; the sweep measures, it does not time out
+      timeoutMs: 600_000,
       gpu: "off",
     });
     const t0 = performance.now();
