@@ -1,15 +1,15 @@
 import type { Command } from "commander";
 import { SingleBar } from "cli-progress";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { BudgetLedger, readLedgerTotals } from "../budget/ledger.ts";
+import { readLedgerTotals } from "../budget/ledger.ts";
 import { ConfigError } from "../errors.ts";
 import { writeReport } from "../report/index.ts";
-import { DEFAULT_GATE_THRESHOLDS, DEFAULT_JUDGE_THRESHOLDS, HARD_KINDS, JUDGE_MODES, POLICIES, SOFT_KINDS, validateRun, type GateThresholds, type JudgeMode, type Policy } from "../validate/index.ts";
+import { DEFAULT_GATE_THRESHOLDS, DEFAULT_JUDGE_THRESHOLDS, HARD_KINDS, JUDGE_MODES, POLICIES, SOFT_KINDS, type GateThresholds, type JudgeMode, type Policy } from "../validate/index.ts";
 import { action, numberOption, UsageError } from "./run-command.ts";
 import { exitCodeFor } from "./exit-codes.ts";
 import type { LedgerTotals } from "../budget/types.ts";
-import { recordStageSpend } from "../api/validate.ts";
+import { validate } from "../api/validate.ts";
 
 interface ValidateFlags {
   embedder?: string;
@@ -115,13 +115,7 @@ export function registerValidate(program: Command): void {
     .option("--quiet", "no progress bar")
     .action(
       action(async (runDir: string, opts: ValidateFlags) => {
-        // loaded here, not at start-up: the ONNX runtime and tokenizers take seconds to import
-        const { createEmbedder, resolveEmbedderSpec } = await import("../embed/index.ts");
         const dir = resolve(runDir);
-        if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError("run directory not found", { location: { file: runDir } });
-        if (!existsSync(join(dir, "chains.jsonl"))) throw new ConfigError("no chains.jsonl in the run directory", { location: { file: runDir } });
-        if (opts.holdout && !existsSync(opts.holdout)) throw new ConfigError("holdout file not found (--holdout)", { location: { file: opts.holdout } });
-
         const thresholds: Partial<GateThresholds> = {};
         if (opts.inversionTolerance !== undefined) thresholds.inversionTolerance = opts.inversionTolerance;
         if (opts.dupThreshold !== undefined) thresholds.dupThreshold = opts.dupThreshold;
@@ -136,13 +130,6 @@ export function registerValidate(program: Command): void {
         const judge = opts.judge as JudgeMode;
         if ((judge === "cross-encoder" || judge === "cascade") && !opts.crossEncoder) throw new ConfigError(`--judge ${judge} needs --cross-encoder DIR`);
         if ((judge === "llm" || judge === "cascade") && opts.judgeProvider !== "local" && !opts.judgeModel) throw new ConfigError(`--judge ${judge} with --judge-provider ${opts.judgeProvider} needs --judge-model`);
-        const paid = resolveEmbedderSpec(opts.embedder).kind === "openai";
-        // --max-usd caps this stage's spend; paid vectors are kept so a rerun (after a kill) pays nothing twice
-        const ledger = paid ? await BudgetLedger.open(join(dir, "ledger.jsonl"), opts.maxUsd, { capStage: "validate" }) : undefined;
-        const embedder = await createEmbedder(opts.embedder, {
-          batchSize: opts.batchSize,
-          ...(ledger ? { ledger, cachePath: join(dir, "embeddings-paid.jsonl") } : {}),
-        });
 
         const bar = opts.quiet
           ? undefined
@@ -153,9 +140,11 @@ export function registerValidate(program: Command): void {
               clearOnComplete: false,
             });
         try {
-          const summary = await validateRun({
-            runDir: dir,
-            embedder,
+          // the library's validate(): the same checks, embedder, paid-vector cache and stage cap
+          // (--max-usd; a rerun after a kill pays nothing twice) as a program that calls it
+          const summary = await validate({
+            runDir,
+            embedder: opts.embedder,
             policy: opts.policy as Policy,
             minSteps: opts.minSteps,
             batchSize: opts.batchSize,
@@ -163,11 +152,13 @@ export function registerValidate(program: Command): void {
             holdout: opts.holdout,
             softKinds: opts.soft ?? [],
             hardKinds: opts.hard ?? [],
-            onStart: (total) => bar?.start(total, 0, { accepted: 0, repaired: 0, rejected: 0 }),
-            onProgress: (p) => bar?.update(p.done, { accepted: p.accepted, repaired: p.repaired, rejected: p.rejected }),
-            onWarning: (w) => process.stderr.write(`rankchain validate: warning: ${w}\n`),
-            onPhase: (m) => {
-              if (!opts.quiet) process.stderr.write(`rankchain validate: ${m}\n`);
+            maxUsd: opts.maxUsd,
+            report: false,
+            onProgress: (e) => {
+              if (e.phase === "start") bar?.start(e.total, 0, { accepted: 0, repaired: 0, rejected: 0 });
+              else if (e.phase === "chains") bar?.update(e.done, { accepted: e.accepted, repaired: e.repaired, rejected: e.rejected });
+              else if (e.phase === "warning") process.stderr.write(`rankchain validate: warning: ${e.message}\n`);
+              else if (!opts.quiet) process.stderr.write(`rankchain validate: ${e.message}\n`);
             },
           });
           bar?.stop();
@@ -197,7 +188,7 @@ export function registerValidate(program: Command): void {
             lines.push(`report: ${path}`);
           }
           process.stdout.write(lines.join("\n") + "\n");
-          const spend = ledger?.totals() ?? (await readLedgerTotals(join(dir, "ledger.jsonl")));
+          const spend = await readLedgerTotals(join(dir, "ledger.jsonl"));
           process.stdout.write(
             JSON.stringify({
               status: "completed",
@@ -216,13 +207,10 @@ export function registerValidate(program: Command): void {
         } catch (error) {
           bar?.stop();
           // every exit prints the JSON summary (status, spend by stage, reason)
-          process.stdout.write(JSON.stringify(validateExitSummary(dir, error, ledger?.totals(), opts.maxUsd)) + "\n");
+          process.stdout.write(JSON.stringify(validateExitSummary(dir, error, await readLedgerTotals(join(dir, "ledger.jsonl")).catch(() => undefined), opts.maxUsd)) + "\n");
           throw error;
         } finally {
           bar?.stop();
-          await embedder.dispose();
-          await ledger?.close();
-          if (ledger) recordStageSpend(dir, ledger.totals());
         }
       }),
     );
