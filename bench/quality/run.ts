@@ -89,6 +89,7 @@ console.log(`seeds: ${sample.length} from ${seedsFile}; ${steps} steps; embedder
 try {
   for (const s of grid) {
     const out = join(work, s.name.replace(/[^a-z0-9.]+/gi, "_"));
+    const chainSteps = s.steps ?? steps;
     const cfg: GenerateConfig = GenerateConfigSchema.parse({
       input: seedPath,
       out,
@@ -99,12 +100,12 @@ try {
       promptVersion: s.promptVersion,
       temperature: s.temperature ?? 0,
       seed: 1,
-      steps: s.steps ?? steps,
+      steps: chainSteps,
       oversample: s.oversample ?? 1,
       cfgTopK: s.steering === "cfg" ? (s.cfgTopK ?? 20) : undefined,
       concurrency: s.concurrency ?? 1,
       // 48 tokens per sentence; a ladder call writes every step in one answer
-      maxOutputTokens: s.steering === "ladder" ? 48 * (s.steps ?? steps) : 48,
+      maxOutputTokens: s.steering === "ladder" ? 48 * chainSteps : 48,
       quiet: true,
       // a batched call on a slow CPU can take minutes; the sweep measures, it does not time out
       timeoutMs: 600_000,
@@ -122,7 +123,7 @@ try {
       .split("\n")
       .filter((l) => l.trim() !== "")
       .map((l) => ChainRecordSchema.parse(JSON.parse(l)));
-    const q = await chainQuality(chains, embedder, s.steps ?? steps);
+    const q = await chainQuality(chains, embedder, chainSteps);
     const { byPolicy, median } = q;
     const usd = chains.reduce((a, c) => a + c.usage.usd, 0);
     const row = {
